@@ -1,0 +1,44 @@
+/*
+ * map: turns one decoded record into one JSON object that the upstream's
+ * POST /logs accepts (../UPSTREAM.md), as DESIGN.md's mapping rules say.
+ *
+ * Owns: nothing (a pure function over its arguments). Limits: the output
+ * buffer's cap. Failure: -ENOMEM when the buffer's cap is reached, with the
+ * buffer restored to its length before the call. Whatever the input, the
+ * output is valid JSON whose every column value the server accepts.
+ */
+#ifndef AGENTD_MAP_H
+#define AGENTD_MAP_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent_proto.h"
+#include "buf.h"
+
+/* Who sent the record, as the kernel says. */
+struct origin {
+	int32_t pid;
+	uint32_t uid;
+	uint32_t gid;
+	char comm[16]; /* process name, NUL-terminated, "" when unknown */
+};
+
+/* What the mapping changed, counted per record or per value. */
+struct map_counts {
+	uint64_t moved;		   /* values that did not fit their column, kept in metadata */
+	uint64_t invalid_utf8;	   /* strings with invalid UTF-8 or NUL, replaced by U+FFFD */
+	uint64_t level_normalized; /* level fields given as an alias or number */
+	uint64_t coerced;	   /* numbers turned into strings for a string column */
+	uint64_t truncated;	   /* records the shim flagged as truncated */
+	uint64_t origin_renamed;   /* client keys that collided with a trusted origin key */
+};
+
+/*
+ * Append the JSON object for rec to out. host is the host name (host_len
+ * bytes). Returns 0 or -ENOMEM.
+ */
+int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, const char *host, size_t host_len,
+	       struct map_counts *c);
+
+#endif

@@ -1,0 +1,44 @@
+# tests/: Check unit suites (tests/unit/test_*.c, one binary each, found by
+# wildcard), end-to-end tests (tests/e2e, pytest against the real receiver and
+# PostgreSQL), fuzz targets and benchmarks (their own fragments).
+PYTHON := /usr/bin/python3
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
+
+all: $(TOOL_BINS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(PROTO_OBJ) $(AGENTD_LIB) $(LIBAGENT_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(AGENTD_LIBS)
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBAGENT_A) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(AGENTD_LIBS)
+
+# Run every unit suite; fail if any fails, after running them all.
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do \
+		echo "== $$t"; \
+		CK_DEFAULT_TIMEOUT=60 PROTO_VECTORS=proto/vectors $$t || fail=1; \
+	done; exit $$fail
+
+e2e: all
+	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+check: deps
+	$(MAKE) all unit
+	$(MAKE) BUILD=build-asan SAN=1 unit
+	$(MAKE) e2e
+
+run: deps
+	$(MAKE) all
+	tests/tools/run-stack.sh
+
+-include tests/fuzz/fuzz.mk
+-include tests/bench/bench.mk
