@@ -45,6 +45,7 @@ include proto/module.mk
 include libagent/module.mk
 include agentd/module.mk
 include tests/module.mk
+-include systemd/module.mk
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -26,17 +26,24 @@ struct origin {
 
 /* What the mapping changed, counted per record or per value. */
 struct map_counts {
-	uint64_t moved;		   /* values that did not fit their column, kept in metadata */
-	uint64_t invalid_utf8;	   /* strings with invalid UTF-8 or NUL, replaced by U+FFFD */
+	uint64_t moved; /* values that did not fit their column, kept in metadata */
+	uint64_t invalid_utf8; /* strings with invalid UTF-8 or NUL, replaced by U+FFFD */
 	uint64_t level_normalized; /* level fields given as an alias or number */
-	uint64_t coerced;	   /* numbers turned into strings for a string column */
-	uint64_t truncated;	   /* records the shim flagged as truncated */
-	uint64_t origin_renamed;   /* client keys that collided with a trusted origin key */
+	uint64_t coerced; /* numbers turned into strings for a string column */
+	uint64_t truncated; /* records the shim flagged as truncated */
+	uint64_t origin_renamed; /* client keys that collided with a trusted origin key */
+	uint64_t duplicate_keys; /* metadata keys given twice, the later ones stored as KEY#2, KEY#3, ... */
 };
 
 /*
- * Append the JSON object for rec to out. host is the host name (host_len
- * bytes). Returns 0 or -ENOMEM.
+ * Append the JSON object for rec to out: "level", "message", "created_at"
+ * (omitted when time_ns is 0), the columns that got a valid value, then
+ * "metadata" (always). o and host are the trusted origin, written into
+ * metadata as "pid", "uid", "gid", "process" (omitted when comm is empty) and
+ * "host" (host_len bytes); a NULL o or host leaves those keys out. Client
+ * keys equal to an origin key (or "truncated") are stored as client_<key>.
+ * The changes made are added to *c (may be NULL), only on success.
+ * Thread-safe. Returns 0 or -ENOMEM (out->len restored).
  */
 int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, const char *host, size_t host_len,
 	       struct map_counts *c);

@@ -87,6 +87,14 @@ typedef struct agent_field {
 AGENT_API agent_t *agent_open(const char *socket_path);
 AGENT_API agent_t *agent_open_flags(const char *socket_path, unsigned flags);
 
+/*
+ * Connect now, ignoring the 100 ms reconnect limit. Returns 0, or the reason
+ * agentd cannot be reached as a negative errno (-ENOENT: no socket there,
+ * -ECONNREFUSED: nobody listening, -EACCES ...). Optional: log calls connect
+ * by themselves.
+ */
+AGENT_API int agent_connect(agent_t *a);
+
 /* Close a handle (NULL is accepted); removes the crash handler it installed. */
 AGENT_API void agent_close(agent_t *a);
 
@@ -97,7 +105,10 @@ AGENT_API uint64_t agent_dropped(const agent_t *a);
  * Send one record. fields points to n fields (n may be 0). file, func and line
  * may be NULL / 0. Returns 0 when the record was handed over, -EAGAIN when it
  * was dropped because agentd is behind, -ENOTCONN when agentd is not running,
- * -EINVAL on a bad argument. Drops are counted in every case.
+ * -EINVAL on a bad argument. Drops are counted in every case. A handle opened
+ * with AGENT_BLOCKING waits while the socket is full, connects at every call
+ * while agentd is away, and returns the underlying error (-ENOENT,
+ * -ECONNREFUSED, ...) instead of -ENOTCONN.
  */
 AGENT_API int agent_logv(agent_t *a, int level, const char *file, int line, const char *func, const char *msg,
 			 const agent_field_t *fields, size_t n);

@@ -1,0 +1,504 @@
+/*
+ * ingest: the datagram socket and the stream socket, read on the loop.
+ *
+ * Owns: both listening sockets (its own, or the ones systemd passed), the
+ * stream connections, the recvmmsg buffers and the pid -> process name cache.
+ * Limits: RECV_BATCH datagrams per recvmmsg call and RECV_ROUNDS calls per
+ * wakeup, so other events get their turn; datagrams and frames up to
+ * [ingest] max_record_bytes; [ingest] max_stream_clients connections.
+ * Failure: a datagram or frame that does not decode is counted by reason and
+ * skipped; a stream connection whose length prefix is bad is counted and
+ * closed (it cannot resynchronise); file descriptors sent to us are closed.
+ * Nothing a sender does stalls the other senders.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agentd.h"
+#include "listenfds.h"
+#include "log.h"
+
+#define RECV_BATCH 64
+#define RECV_ROUNDS 16
+#define CTRL_SIZE (CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16))
+#define COMM_SLOTS 256
+#define COMM_TTL_MS 5000
+
+struct comm_slot {
+	int32_t pid;
+	uint64_t at_ms;
+	char comm[16];
+};
+
+struct sclient {
+	uv_pipe_t h;
+	struct ingest *in;
+	struct sclient *next, *prev;
+	struct origin o;
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+struct ingest {
+	struct agentd *d;
+	int dfd;
+	uv_poll_t dpoll;
+	bool dpoll_active;
+	uv_pipe_t server;
+	bool have_stream;
+	unsigned nclients;
+	struct sclient *clients;
+	size_t bufsize;
+	uint8_t *bufs; /* RECV_BATCH buffers of bufsize bytes */
+	struct mmsghdr msgs[RECV_BATCH];
+	struct iovec iov[RECV_BATCH];
+	union {
+		char buf[CTRL_SIZE];
+		struct cmsghdr align;
+	} ctrl[RECV_BATCH];
+	struct comm_slot comm[COMM_SLOTS];
+	bool stopped;
+};
+
+/* ---- process names ------------------------------------------------------ */
+
+static void comm_lookup(struct ingest *in, struct origin *o)
+{
+	uint64_t now = now_ms(in->d);
+	struct comm_slot *s = &in->comm[(uint32_t)o->pid % COMM_SLOTS];
+	if (s->pid == o->pid && s->at_ms && now - s->at_ms < COMM_TTL_MS) {
+		memcpy(o->comm, s->comm, sizeof o->comm);
+		return;
+	}
+	char path[48];
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)o->pid);
+	memset(o->comm, 0, sizeof o->comm);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, o->comm, sizeof o->comm - 1);
+		close(fd);
+		if (n > 0 && o->comm[n - 1] == '\n')
+			n--;
+		o->comm[n > 0 ? n : 0] = 0;
+	}
+	s->pid = o->pid;
+	s->at_ms = now;
+	memcpy(s->comm, o->comm, sizeof s->comm);
+}
+
+/* ---- one record --------------------------------------------------------- */
+
+static void take(struct ingest *in, struct origin *o, const uint8_t *frame, size_t len)
+{
+	struct agentd *d = in->d;
+	ap_record_t r;
+	int rc = ap_decode(frame, len, d->cfg.ingest.max_record_bytes, &r);
+	if (rc != AP_OK) {
+		d->st.malformed[-rc]++;
+		if (d->st.malformed[-rc] == 1)
+			log_warn("malformed record from pid %d (%s): skipped; further ones are only counted", (int)o->pid,
+				 ap_strerror(rc));
+		return;
+	}
+	if (!o->comm[0])
+		comm_lookup(in, o);
+	d->st.received++;
+	d->st.shim_dropped += r.dropped;
+	stats_sender_seen(&d->st, o, r.dropped, now_ms(d));
+	if (d->on_record)
+		d->on_record(d, o, &r);
+	queue_push(d, o, frame, (uint32_t)len);
+}
+
+/* ---- the datagram socket ------------------------------------------------ */
+
+static void close_passed_fds(struct cmsghdr *c)
+{
+	int *fds = (int *)CMSG_DATA(c);
+	size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Read up to rounds * RECV_BATCH datagrams. Returns 1 when the socket may
+ * hold more, 0 when it is empty. */
+static int read_dgrams(struct ingest *in, int rounds)
+{
+	struct agentd *d = in->d;
+	for (int round = 0; round < rounds; round++) {
+		for (int i = 0; i < RECV_BATCH; i++) {
+			struct msghdr *m = &in->msgs[i].msg_hdr;
+			in->iov[i].iov_base = in->bufs + (size_t)i * in->bufsize;
+			in->iov[i].iov_len = in->bufsize;
+			memset(m, 0, sizeof *m);
+			m->msg_iov = &in->iov[i];
+			m->msg_iovlen = 1;
+			m->msg_control = in->ctrl[i].buf;
+			m->msg_controllen = CTRL_SIZE;
+		}
+		int n = recvmmsg(in->dfd, in->msgs, RECV_BATCH, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_error("recvmmsg on the ingest socket: %s", strerror(errno));
+			return 0;
+		}
+		for (int i = 0; i < n; i++) {
+			struct msghdr *m = &in->msgs[i].msg_hdr;
+			struct origin o = {.pid = 0, .uid = (uint32_t)-1, .gid = (uint32_t)-1};
+			bool creds = false, fds = false;
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+				if (c->cmsg_level != SOL_SOCKET)
+					continue;
+				if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+					struct ucred uc;
+					memcpy(&uc, CMSG_DATA(c), sizeof uc);
+					o.pid = uc.pid;
+					o.uid = uc.uid;
+					o.gid = uc.gid;
+					creds = true;
+				} else if (c->cmsg_type == SCM_RIGHTS) {
+					close_passed_fds(c);
+					fds = true;
+				}
+			}
+			if (fds || (m->msg_flags & MSG_CTRUNC))
+				d->st.malformed[MAL_FDS_PASSED]++;
+			if (m->msg_flags & MSG_TRUNC || in->msgs[i].msg_len > d->cfg.ingest.max_record_bytes) {
+				d->st.malformed[MAL_OVERSIZED_DGRAM]++;
+				if (d->st.malformed[MAL_OVERSIZED_DGRAM] == 1)
+					log_warn("datagram from pid %d above max_record_bytes (%zu): skipped; further "
+						 "ones are only counted",
+						 (int)o.pid, d->cfg.ingest.max_record_bytes);
+				continue;
+			}
+			if (!creds)
+				d->st.malformed[MAL_NO_CREDENTIALS]++; /* counted, record still taken */
+			take(in, &o, in->iov[i].iov_base, in->msgs[i].msg_len);
+		}
+		if (n < RECV_BATCH)
+			return 0;
+	}
+	return 1;
+}
+
+static void on_dgram(uv_poll_t *h, int status, int events)
+{
+	struct ingest *in = h->data;
+	if (status < 0) {
+		log_error("ingest socket: %s", uv_strerror(status));
+		return;
+	}
+	if (events & UV_READABLE)
+		read_dgrams(in, RECV_ROUNDS);
+}
+
+/* ---- the stream socket -------------------------------------------------- */
+
+static void sclient_closed(uv_handle_t *h)
+{
+	struct sclient *c = h->data;
+	free(c->buf);
+	free(c);
+}
+
+static void sclient_close(struct sclient *c)
+{
+	struct ingest *in = c->in;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		in->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	in->nclients--;
+	uv_close((uv_handle_t *)&c->h, sclient_closed);
+}
+
+/* Take every whole frame in c->buf. Returns -1 on a framing error. */
+static int sclient_parse(struct sclient *c)
+{
+	struct ingest *in = c->in;
+	size_t off = 0;
+	while (c->len - off >= 4) {
+		uint32_t flen = ap_rd32(c->buf + off);
+		if (flen == 0 || flen > in->d->cfg.ingest.max_record_bytes) {
+			in->d->st.malformed[MAL_STREAM_FRAMING]++;
+			log_warn("stream client pid %d sent a bad length prefix (%u): connection closed", (int)c->o.pid,
+				 flen);
+			return -1;
+		}
+		if (c->len - off - 4 < flen)
+			break;
+		take(in, &c->o, c->buf + off + 4, flen);
+		off += 4 + (size_t)flen;
+	}
+	if (off) {
+		memmove(c->buf, c->buf + off, c->len - off);
+		c->len -= off;
+	}
+	return 0;
+}
+
+static void sclient_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct sclient *c = h->data;
+	(void)suggested;
+	b->base = (char *)c->buf + c->len;
+	b->len = c->cap - c->len;
+}
+
+static void sclient_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct sclient *c = s->data;
+	(void)b;
+	if (nread < 0) {
+		if (c->len)
+			c->in->d->st.malformed[-AP_EMSG]++; /* a frame cut by the disconnect */
+		sclient_close(c);
+		return;
+	}
+	c->len += (size_t)nread;
+	if (sclient_parse(c))
+		sclient_close(c);
+}
+
+static void on_stream_conn(uv_stream_t *server, int status)
+{
+	struct ingest *in = server->data;
+	if (status < 0)
+		return;
+	struct sclient *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	c->in = in;
+	c->cap = 4 + in->d->cfg.ingest.max_record_bytes;
+	c->buf = malloc(c->cap);
+	if (!c->buf || uv_pipe_init(in->d->loop, &c->h, 0)) {
+		free(c->buf);
+		free(c);
+		return;
+	}
+	c->h.data = c;
+	c->next = in->clients;
+	if (in->clients)
+		in->clients->prev = c;
+	in->clients = c;
+	in->nclients++;
+	if (uv_accept(server, (uv_stream_t *)&c->h)) {
+		sclient_close(c);
+		return;
+	}
+	if (in->nclients > in->d->cfg.ingest.max_stream_clients) {
+		log_warn("stream connection refused: %u clients already", in->nclients - 1);
+		sclient_close(c);
+		return;
+	}
+	uv_os_fd_t fd;
+	struct ucred uc;
+	socklen_t ul = sizeof uc;
+	if (uv_fileno((uv_handle_t *)&c->h, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0) {
+		c->o.pid = uc.pid;
+		c->o.uid = uc.uid;
+		c->o.gid = uc.gid;
+		comm_lookup(in, &c->o);
+	} else {
+		c->o.uid = c->o.gid = (uint32_t)-1;
+	}
+	uv_read_start((uv_stream_t *)&c->h, sclient_alloc, sclient_read);
+}
+
+/* ---- socket setup ------------------------------------------------------- */
+
+/*
+ * Bind a socket at path with mode, replacing a stale socket file safely: a
+ * live socket at path (another agentd answers) is an error; anything but a
+ * socket is never removed. The new socket is bound under a temporary name,
+ * given its mode, then renamed over path, so there is no moment when path is
+ * missing or has the wrong mode.
+ */
+static int bind_unix(int type, const char *path, unsigned mode)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char tmp[sizeof sa.sun_path];
+	if (strlen(path) >= sizeof sa.sun_path - 16)
+		return -ENAMETOOLONG;
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+			close(probe);
+			return -EADDRINUSE;
+		}
+		if (probe >= 0)
+			close(probe);
+	}
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
+	unlink(tmp);
+	memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
+	int rc = 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(tmp, mode) < 0 || rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static void set_rcvbuf(int fd, size_t bytes)
+{
+	int v = bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : (int)bytes;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+}
+
+static void warn_qlen(void)
+{
+	FILE *f = fopen("/proc/sys/net/unix/max_dgram_qlen", "re");
+	long q = 0;
+	if (!f)
+		return;
+	if (fscanf(f, "%ld", &q) != 1)
+		q = 0;
+	fclose(f);
+	if (q > 0 && q < 128)
+		log_warn("net.unix.max_dgram_qlen is %ld: senders are refused once %ld datagrams wait; install the "
+			 "shipped sysctl.d file (60-agentd.conf) or run: sysctl -w net.unix.max_dgram_qlen=512",
+			 q, q);
+}
+
+int ingest_init(struct agentd *d)
+{
+	const struct config *c = &d->cfg;
+	struct ingest *in = calloc(1, sizeof *in);
+	if (!in)
+		return -ENOMEM;
+	in->d = d;
+	in->dfd = -1;
+	in->bufsize = c->ingest.max_record_bytes + 1; /* one more byte: detects oversize */
+	in->bufs = malloc(in->bufsize * RECV_BATCH);
+	if (!in->bufs) {
+		free(in);
+		return -ENOMEM;
+	}
+	d->in = in;
+
+	int fd = listenfds_take("ingest", SOCK_DGRAM);
+	bool passed = fd >= 0;
+	if (!passed) {
+		fd = bind_unix(SOCK_DGRAM, c->ingest.socket, c->ingest.socket_mode);
+		if (fd < 0) {
+			log_error("cannot create the ingest socket %s: %s", c->ingest.socket,
+				  fd == -EADDRINUSE ? "another agentd is listening there" : strerror(-fd));
+			return fd;
+		}
+	} else {
+		int fl = fcntl(fd, F_GETFL);
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+	set_rcvbuf(fd, c->ingest.receive_buffer_bytes);
+	in->dfd = fd;
+	uv_poll_init(d->loop, &in->dpoll, fd);
+	in->dpoll.data = in;
+	uv_poll_start(&in->dpoll, UV_READABLE, on_dgram);
+	in->dpoll_active = true;
+	log_info("ingest: datagrams on %s%s", passed ? "the socket systemd passed" : c->ingest.socket,
+		 passed ? "" : "");
+
+	int sfd = listenfds_take("stream", SOCK_STREAM);
+	bool spassed = sfd >= 0;
+	if (!spassed && c->ingest.stream_socket && c->ingest.stream_socket[0]) {
+		sfd = bind_unix(SOCK_STREAM, c->ingest.stream_socket, c->ingest.stream_socket_mode);
+		if (sfd < 0) {
+			log_error("cannot create the stream socket %s: %s", c->ingest.stream_socket,
+				  sfd == -EADDRINUSE ? "another agentd is listening there" : strerror(-sfd));
+			return sfd;
+		}
+	}
+	if (sfd >= 0) {
+		uv_pipe_init(d->loop, &in->server, 0);
+		in->server.data = in;
+		int rc = uv_pipe_open(&in->server, sfd);
+		if (!rc)
+			rc = uv_listen((uv_stream_t *)&in->server, 128, on_stream_conn);
+		if (rc) {
+			log_error("cannot listen on the stream socket: %s", uv_strerror(rc));
+			uv_close((uv_handle_t *)&in->server, NULL);
+			return rc;
+		}
+		in->have_stream = true;
+		log_info("ingest: stream frames on %s", spassed ? "the socket systemd passed" : c->ingest.stream_socket);
+	}
+	warn_qlen();
+	return 0;
+}
+
+void ingest_drain_and_stop(struct agentd *d)
+{
+	struct ingest *in = d->in;
+	if (!in || in->stopped)
+		return;
+	in->stopped = true;
+	/* what the kernel already holds is ours to deliver */
+	while (read_dgrams(in, RECV_ROUNDS))
+		;
+	if (in->dpoll_active) {
+		uv_poll_stop(&in->dpoll);
+		in->dpoll_active = false;
+	}
+	for (struct sclient *c = in->clients, *next; c; c = next) {
+		next = c->next;
+		uv_read_stop((uv_stream_t *)&c->h);
+		uv_os_fd_t fd;
+		if (uv_fileno((uv_handle_t *)&c->h, &fd) == 0) {
+			ssize_t n;
+			while (c->cap > c->len && (n = recv(fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT)) > 0) {
+				c->len += (size_t)n;
+				if (sclient_parse(c))
+					break;
+			}
+		}
+		sclient_close(c);
+	}
+	if (in->have_stream) {
+		uv_close((uv_handle_t *)&in->server, NULL);
+		in->have_stream = false;
+	}
+}
+
+static void ingest_freed(uv_handle_t *h)
+{
+	struct ingest *in = h->data;
+	free(in->bufs);
+	free(in);
+}
+
+void ingest_close(struct agentd *d)
+{
+	struct ingest *in = d->in;
+	if (!in)
+		return;
+	ingest_drain_and_stop(d);
+	d->in = NULL;
+	/* the socket file stays: systemd may own it, and a stale one is replaced at start */
+	uv_close((uv_handle_t *)&in->dpoll, ingest_freed);
+	close(in->dfd);
+}

@@ -1,0 +1,38 @@
+/*
+ * spoolq: where the pipeline meets the spool. Each function decides, for a
+ * batch that cannot stay in memory or cannot be delivered now, whether it goes
+ * to disk or, without a usable spool, is dropped and counted.
+ */
+#ifndef AGENTD_SPOOLQ_H
+#define AGENTD_SPOOLQ_H
+
+#include "agentd.h"
+
+/* Open the spool ([spool] dir), recovering what a previous run left. */
+int spoolq_init(struct agentd *d);
+/* Start replaying what the spool holds (after READY). */
+void spoolq_start_replay(struct agentd *d);
+/* Shutdown began: stop replaying. */
+void spoolq_shutdown_begin(struct agentd *d);
+/* Make everything durable and close (handles); then free. */
+void spoolq_close(struct agentd *d);
+void spoolq_free(struct agentd *d);
+
+/* A batch was sealed ([spool] mode = always writes it to disk now). */
+void spoolq_sealed(struct agentd *d, struct batch *b);
+/* The memory bound is reached: move b out of memory. Frees b. */
+void spoolq_overflow(struct agentd *d, struct batch *b);
+/* b exhausted its retries, or the upstream is down: keep it for later. Frees b. */
+void spoolq_defer(struct agentd *d, struct batch *b, const char *why);
+/* b is still here at the shutdown deadline. Frees b. */
+void spoolq_shutdown(struct agentd *d, struct batch *b);
+/* b was delivered: forget its spool entry, if any. */
+void spoolq_delivered(struct agentd *d, struct batch *b);
+/* b holds one record the server refuses for good: write it aside. Frees b. */
+void spoolq_dead_letter(struct agentd *d, struct batch *b, const char *why);
+/* While the upstream is down, may b be sent (as the probe)? */
+bool spoolq_may_send_while_down(struct agentd *d, struct batch *b);
+/* A record was dropped at the memory bound: log once per episode. */
+void spoolq_note_drop(struct agentd *d);
+
+#endif

@@ -1,0 +1,55 @@
+#include "stats.h"
+
+#include <string.h>
+
+const char *stats_drop_name(int reason)
+{
+	static const char *const names[DROP_NREASONS] = {
+		"queue_full", "retries_exhausted", "rejected", "shutdown", "spool_full", "spool_error",
+	};
+	return reason >= 0 && reason < DROP_NREASONS ? names[reason] : "unknown";
+}
+
+const char *stats_malformed_name(int reason)
+{
+	switch (reason) {
+	case MAL_OVERSIZED_DGRAM:
+		return "oversized_datagram";
+	case MAL_STREAM_FRAMING:
+		return "stream_framing";
+	case MAL_FDS_PASSED:
+		return "fds_passed";
+	case MAL_NO_CREDENTIALS:
+		return "no_credentials";
+	default:
+		return ap_strerror(-reason);
+	}
+}
+
+void stats_sender_seen(struct stats *s, const struct origin *o, uint32_t shim_drops, uint64_t now_ms)
+{
+	struct sender *victim = NULL;
+	for (unsigned i = 0; i < s->nsenders; i++) {
+		struct sender *e = &s->senders[i];
+		if (e->pid == o->pid && e->uid == o->uid) {
+			e->records++;
+			e->drops += shim_drops;
+			e->last_seen_ms = now_ms;
+			if (o->comm[0] && strcmp(e->comm, o->comm) != 0)
+				memcpy(e->comm, o->comm, sizeof e->comm);
+			return;
+		}
+		if (!victim || e->records < victim->records)
+			victim = e;
+	}
+	if (s->nsenders < SENDERS_MAX)
+		victim = &s->senders[s->nsenders++];
+	/* table full: the smallest sender makes room (space-saving top-k) */
+	uint64_t base = s->nsenders == SENDERS_MAX && victim->pid ? victim->records : 0;
+	victim->pid = o->pid;
+	victim->uid = o->uid;
+	memcpy(victim->comm, o->comm, sizeof victim->comm);
+	victim->records = base + 1;
+	victim->drops = shim_drops;
+	victim->last_seen_ms = now_ms;
+}

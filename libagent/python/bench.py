@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Cost per call and loss of agentlog.Client against a local reader.
+
+    python3 libagent/python/bench.py [--seconds 2] [--rates 5000,20000,50000]
+
+A reader process binds a datagram socket and drains it (as agentd's ingest
+does, without the rest of the pipeline). For each rate, one thread sends
+records paced to that rate, timing each call; the reader counts what arrived.
+Prints p50 / p99 microseconds per call and the loss (records sent but not
+received, and how many of those the client counted as dropped).
+"""
+
+import argparse
+import multiprocessing
+import os
+import socket
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import agentlog  # noqa: E402
+
+
+def reader(path, ready, stop, counts):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(path)
+    s.settimeout(0.05)
+    ready.set()
+    buf = bytearray(262144)
+    n = 0
+    while True:
+        try:
+            s.recv_into(buf)
+            n += 1
+        except socket.timeout:
+            if stop.is_set():
+                break
+    counts.value = n
+    s.close()
+
+
+def run(rate, seconds, path, ctx):
+    ready, stop = ctx.Event(), ctx.Event()
+    counts = ctx.Value("q", 0)
+    p = ctx.Process(target=reader, args=(path, ready, stop, counts))
+    p.start()
+    ready.wait(5)
+    client = agentlog.Client(socket_path=path, service="bench", environment="test")
+    total = int(rate * seconds)
+    lat = [0] * total
+    pc = time.perf_counter_ns
+    interval = 1e9 / rate
+    start = pc()
+    for i in range(total):
+        due = start + i * interval
+        while pc() < due:
+            pass
+        t0 = pc()
+        client.info("request handled", user_id="u-42", path="/api/pay", status=200, ms=12.5)
+        lat[i] = pc() - t0
+    elapsed = (pc() - start) / 1e9
+    time.sleep(0.3)
+    stop.set()
+    p.join(10)
+    dropped = client.dropped_total
+    client.close()
+    os.unlink(path)
+    lat.sort()
+    got = counts.value
+    return {
+        "rate": rate, "sent": total, "received": got, "elapsed": elapsed,
+        "p50": lat[total // 2] / 1000, "p99": lat[int(total * 0.99)] / 1000,
+        "loss": 1 - got / total, "dropped": dropped,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rates", default="5000,20000,50000")
+    args = ap.parse_args()
+    ctx = multiprocessing.get_context("fork")
+    d = tempfile.mkdtemp(prefix="agentlog-bench-")
+    print("agentlog (Python %s) against a draining reader, %.1f s per rate"
+          % (sys.version.split()[0], args.seconds))
+    print("%8s %9s %9s %9s %9s %8s" % ("rate/s", "sent", "p50 us", "p99 us", "loss", "dropped"))
+    for rate in (int(r) for r in args.rates.split(",")):
+        r = run(rate, args.seconds, os.path.join(d, "ingest.sock"), ctx)
+        print("%8d %9d %9.2f %9.2f %8.2f%% %8d" % (r["rate"], r["sent"], r["p50"], r["p99"],
+                                                  100 * r["loss"], r["dropped"]))
+        if r["elapsed"] > args.seconds * 1.1:
+            print("         (could only reach %.0f/s)" % (r["sent"] / r["elapsed"]))
+    os.rmdir(d)
+
+
+if __name__ == "__main__":
+    main()
