@@ -44,6 +44,7 @@ enum batch_state {
 struct batch {
 	struct batch *next, *prev; /* in the queue, oldest first */
 	struct agentd *d;
+	uint64_t seq; /* creation order, for agentctl flush */
 	enum batch_state state;
 	struct buf raw;	       /* struct rec_hdr + frame, back to back */
 	uint32_t nrec;	       /* records in raw */
@@ -54,7 +55,8 @@ struct batch {
 	unsigned attempts;     /* requests made for it so far */
 	uint64_t first_fail_ms; /* loop time of its first failed attempt */
 	unsigned splits;       /* times it was halved to isolate a poison record */
-	int64_t spool_id;      /* spool entry it came from, -1 when none */
+	uint64_t *spool_ids;   /* spool entries it holds (replay, mode = always) */
+	uint32_t nspool_ids;
 	struct buf body;       /* request body, gzipped or not */
 	size_t json_len;       /* body size before compression */
 	bool gzipped;
@@ -75,7 +77,7 @@ struct queue {
 	size_t bytes;		   /* raw bytes in all batches */
 	unsigned encoding;	   /* batches in workers */
 	uv_timer_t timer;	   /* seals the open batch after interval_ms */
-	uint64_t oldest_ms;	   /* first_ms of the oldest batch, for status */
+	uint64_t next_seq;	   /* seq of the next batch */
 };
 
 struct ingest;
@@ -106,6 +108,8 @@ struct agentd {
 void queue_init(struct agentd *d);
 /* Take one validated record. Returns 0, or -ENOBUFS when it was dropped. */
 int queue_push(struct agentd *d, const struct origin *o, const void *frame, uint32_t len);
+/* The ingest sockets were read: [spool] mode = always persists what came. */
+void queue_ingest_done(struct agentd *d);
 /* Seal the open batch now (flush, shutdown). */
 void queue_seal(struct agentd *d);
 /* Put a batch (from a split or the spool) back to be encoded and sent. */

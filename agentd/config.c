@@ -232,7 +232,7 @@ static const char *esc(char *dst, const char *s)
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0, i;
 
-	for (i = 0; s[i] && i < ESC_MAX; i++) {
+	for (i = 0; i < ESC_MAX && s[i]; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		if (ch == '"' || ch == '\\') {
 			dst[o++] = '\\';
@@ -655,6 +655,10 @@ static int handler(void *user, const char *section, const char *name, const char
 		return 1;
 	if (p->err)
 		return 0;
+	if (!*name) {
+		fail_at(p, -EINVAL, p->line, "syntax error"); /* "= value" */
+		return 0;
+	}
 	k = find_key(section, name);
 	if (!k) {
 		fail_at(p, -EINVAL, p->line, "%s: unknown key in [%s]", esc(a, name), esc(b, section));

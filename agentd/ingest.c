@@ -197,8 +197,10 @@ static void on_dgram(uv_poll_t *h, int status, int events)
 		log_error("ingest socket: %s", uv_strerror(status));
 		return;
 	}
-	if (events & UV_READABLE)
+	if (events & UV_READABLE) {
 		read_dgrams(in, RECV_ROUNDS);
+		queue_ingest_done(in->d);
+	}
 }
 
 /* ---- the stream socket -------------------------------------------------- */
@@ -259,6 +261,7 @@ static void sclient_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void sclient_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
 	struct sclient *c = s->data;
+	struct agentd *d = c->in->d;
 	(void)b;
 	if (nread < 0) {
 		if (c->len)
@@ -269,6 +272,7 @@ static void sclient_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	c->len += (size_t)nread;
 	if (sclient_parse(c))
 		sclient_close(c);
+	queue_ingest_done(d);
 }
 
 static void on_stream_conn(uv_stream_t *server, int status)
@@ -361,11 +365,22 @@ static int bind_unix(int type, const char *path, unsigned mode)
 	return fd;
 }
 
+/* Raise the receive buffer to bytes; never shrink it (systemd may have set
+ * a larger one than an unprivileged agentd could). */
 static void set_rcvbuf(int fd, size_t bytes)
 {
-	int v = bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : (int)bytes;
+	int v = bytes > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : (int)bytes, cur = 0;
+	socklen_t len = sizeof cur;
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cur, &len) == 0 && cur / 2 >= v)
+		return; /* the kernel reports twice what was asked */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+	cur = 0;
+	len = sizeof cur;
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cur, &len) == 0 && cur / 2 < v)
+		log_warn("ingest receive buffer is %d bytes, not the %d asked for (net.core.rmem_max caps it without "
+			 "CAP_NET_ADMIN)",
+			 cur / 2, v);
 }
 
 static void warn_qlen(void)
@@ -399,7 +414,11 @@ int ingest_init(struct agentd *d)
 	}
 	d->in = in;
 
-	int fd = listenfds_take("ingest", SOCK_DGRAM);
+	int fd = listenfds_take(LISTENFDS_INGEST, SOCK_DGRAM);
+	if (fd < 0 && fd != -ENOENT) {
+		log_error("the socket passed as \"ingest\" is unusable (%s): check agentd.socket", strerror(-fd));
+		return fd;
+	}
 	bool passed = fd >= 0;
 	if (!passed) {
 		fd = bind_unix(SOCK_DGRAM, c->ingest.socket, c->ingest.socket_mode);
@@ -420,10 +439,13 @@ int ingest_init(struct agentd *d)
 	in->dpoll.data = in;
 	uv_poll_start(&in->dpoll, UV_READABLE, on_dgram);
 	in->dpoll_active = true;
-	log_info("ingest: datagrams on %s%s", passed ? "the socket systemd passed" : c->ingest.socket,
-		 passed ? "" : "");
+	log_info("ingest: datagrams on %s", passed ? "the socket systemd passed" : c->ingest.socket);
 
-	int sfd = listenfds_take("stream", SOCK_STREAM);
+	int sfd = listenfds_take(LISTENFDS_STREAM, SOCK_STREAM);
+	if (sfd < 0 && sfd != -ENOENT) {
+		log_error("the socket passed as \"stream\" is unusable (%s): check agentd-stream.socket", strerror(-sfd));
+		return sfd;
+	}
 	bool spassed = sfd >= 0;
 	if (!spassed && c->ingest.stream_socket && c->ingest.stream_socket[0]) {
 		sfd = bind_unix(SOCK_STREAM, c->ingest.stream_socket, c->ingest.stream_socket_mode);
@@ -482,6 +504,7 @@ void ingest_drain_and_stop(struct agentd *d)
 		uv_close((uv_handle_t *)&in->server, NULL);
 		in->have_stream = false;
 	}
+	queue_ingest_done(d);
 }
 
 static void ingest_freed(uv_handle_t *h)

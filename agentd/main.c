@@ -113,7 +113,7 @@ void agentd_maybe_exit(struct agentd *d)
 {
 	if (!d->stopping || finished)
 		return;
-	if (d->q.head || d->q.encoding || upload_inflight(d))
+	if (d->q.head || d->q.encoding || upload_inflight(d) || spoolq_busy(d))
 		return;
 	log_info("everything delivered or persisted: exiting");
 	close_all(d);
@@ -124,6 +124,7 @@ static void on_deadline(uv_timer_t *t)
 	struct agentd *d = t->data;
 	log_warn("shutdown_timeout_ms (%u) passed with %zu records not delivered: persisting them",
 		 d->cfg.agentd.shutdown_timeout_ms, d->q.records);
+	spoolq_deadline(d);
 	upload_abort_all(d);
 	for (struct batch *b = d->q.head, *next; b; b = next) {
 		next = b->next;
@@ -166,7 +167,7 @@ int agentd_reload(struct agentd *d, char *msg, size_t msglen)
 {
 	struct config nc;
 	char err[512] = "";
-	sdnotify_send(&notify, "RELOADING=1");
+	sdnotify_reloading(&notify);
 	int rc = config_load(&nc, d->cfg.path, err, sizeof err);
 	if (rc) {
 		snprintf(msg, msglen, "reload failed, keeping the running configuration: %s",
@@ -279,7 +280,8 @@ int main(int argc, char **argv)
 		log_error("cannot initialise libcurl: exiting");
 		return 1;
 	}
-	sdnotify_open(&notify);
+	if (sdnotify_open(&notify))
+		log_warn("NOTIFY_SOCKET or WATCHDOG_USEC is malformed: systemd notifications may be off");
 	d.loop = uv_default_loop();
 	d.start_ms = wall_ms();
 	set_host(&d);

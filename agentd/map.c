@@ -89,29 +89,69 @@ enum {
 	KEY_ORIGIN = -4, /* a trusted origin key: stored as client_<key> */
 };
 
-static const char *const origin_keys[] = {"pid", "uid", "gid", "process", "host", "truncated"};
+enum {
+	C_LOG_TYPE,
+	C_SERVICE,
+	C_ENVIRONMENT,
+	C_SERVICE_VERSION,
+	C_TRACE_ID,
+	C_USER_ID,
+	C_SESSION_ID,
+	C_ERROR_TYPE,
+	C_STACK_TRACE,
+	C_PATH,
+	C_METHOD,
+	C_ACTION_TYPE,
+	C_FUNCTION_NAME,
+	C_FILE_PATH,
+	C_DURATION_MS,
+};
 
-static int key_eq(const char *k, size_t klen, const char *name)
-{
-	return strlen(name) == klen && memcmp(k, name, klen) == 0;
-}
-
+/* The class of a key: a column index (the table above), or a KEY_* value. */
 static int classify(const char *k, size_t klen)
 {
-	/* Every name we know is 3..15 bytes and lower-case ASCII. */
-	if (klen < 3 || klen > 15)
+#define IS(lit) (memcmp(k, lit, sizeof(lit) - 1) == 0)
+	switch (klen) {
+	case 3:
+		return IS("pid") || IS("uid") || IS("gid") ? KEY_ORIGIN : KEY_OTHER;
+	case 4:
+		return IS("path") ? C_PATH : IS("host") ? KEY_ORIGIN : KEY_OTHER;
+	case 5:
+		return IS("level") ? KEY_LEVEL : KEY_OTHER;
+	case 6:
+		return IS("method") ? C_METHOD : KEY_OTHER;
+	case 7:
+		return IS("service")   ? C_SERVICE
+		       : IS("user_id") ? C_USER_ID
+		       : IS("message") ? KEY_RESERVED
+		       : IS("process") ? KEY_ORIGIN
+				       : KEY_OTHER;
+	case 8:
+		return IS("log_type")	? C_LOG_TYPE
+		       : IS("trace_id") ? C_TRACE_ID
+		       : IS("metadata") ? KEY_RESERVED
+					: KEY_OTHER;
+	case 9:
+		return IS("file_path") ? C_FILE_PATH : IS("truncated") ? KEY_ORIGIN : KEY_OTHER;
+	case 10:
+		return IS("session_id")	  ? C_SESSION_ID
+		       : IS("error_type") ? C_ERROR_TYPE
+		       : IS("created_at") ? KEY_RESERVED
+					  : KEY_OTHER;
+	case 11:
+		return IS("environment")   ? C_ENVIRONMENT
+		       : IS("stack_trace") ? C_STACK_TRACE
+		       : IS("action_type") ? C_ACTION_TYPE
+		       : IS("duration_ms") ? C_DURATION_MS
+					   : KEY_OTHER;
+	case 13:
+		return IS("function_name") ? C_FUNCTION_NAME : KEY_OTHER;
+	case 15:
+		return IS("service_version") ? C_SERVICE_VERSION : KEY_OTHER;
+	default:
 		return KEY_OTHER;
-	for (int i = 0; i < NCOLS; i++)
-		if (columns[i].len == klen && memcmp(columns[i].name, k, klen) == 0)
-			return i;
-	if (key_eq(k, klen, "level"))
-		return KEY_LEVEL;
-	if (key_eq(k, klen, "message") || key_eq(k, klen, "created_at") || key_eq(k, klen, "metadata"))
-		return KEY_RESERVED;
-	for (size_t i = 0; i < sizeof origin_keys / sizeof origin_keys[0]; i++)
-		if (key_eq(k, klen, origin_keys[i]))
-			return KEY_ORIGIN;
-	return KEY_OTHER;
+	}
+#undef IS
 }
 
 /* ---- UTF-8 ------------------------------------------------------------- */
@@ -193,6 +233,15 @@ static inline int plain(unsigned c)
 	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
+/* Whether any of 8 bytes is not plain (exact as a whole, not per byte). */
+static inline int special8(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+	uint64_t t = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x;
+	return (t & high) != 0;
+}
+
 /*
  * Append s as the body of a JSON string (no quotes), repairing UTF-8 and
  * replacing NUL with U+FFFD. Sets *fixed when anything was replaced.
@@ -202,6 +251,15 @@ static int put_str_body(struct buf *b, const char *str, size_t n, int *fixed)
 	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0, run = 0;
 	while (i < n) {
+		while (n - i >= 8) {
+			uint64_t x;
+			memcpy(&x, s + i, 8);
+			if (special8(x))
+				break;
+			i += 8;
+		}
+		if (i == n)
+			break;
 		unsigned c = s[i];
 		if (plain(c)) {
 			i++;
@@ -465,11 +523,12 @@ struct keyent {
 	uint32_t next; /* next suffix to try for a repeat of this key */
 };
 
-#define KEYS_SMALL 32
+#define KEYS_SMALL 32 /* entries on the stack */
+#define KEYS_LINEAR 8 /* searched linearly up to this many */
 
 struct keyset {
 	struct keyent *ent;
-	uint32_t *slot;
+	uint32_t *slot; /* NULL while searching linearly */
 	uint32_t mask, n;
 	void *heap;
 	struct keyent ent_small[KEYS_SMALL];
@@ -480,11 +539,10 @@ static int keyset_init(struct keyset *ks, uint32_t nfields)
 {
 	ks->n = 0;
 	ks->heap = NULL;
+	ks->slot = NULL;
 	if (nfields <= KEYS_SMALL) {
 		ks->ent = ks->ent_small;
-		ks->slot = ks->slot_small;
 		ks->mask = 2 * KEYS_SMALL - 1;
-		memset(ks->slot_small, 0, sizeof ks->slot_small);
 		return 0;
 	}
 	uint32_t size = 2 * KEYS_SMALL;
@@ -507,16 +565,49 @@ static uint32_t hash_bytes(const char *p, size_t n)
 	return h;
 }
 
-/* Entry for the key text at b->data + off, or the empty slot it would take. */
-static uint32_t *keyset_find(struct keyset *ks, const struct buf *b, size_t off, uint32_t len, uint32_t h)
+static void keyset_slot(struct keyset *ks, uint32_t idx)
 {
-	for (uint32_t i = h & ks->mask;; i = (i + 1) & ks->mask) {
-		uint32_t *s = &ks->slot[i];
-		if (!*s)
-			return s;
-		const struct keyent *e = &ks->ent[*s - 1];
-		if (e->hash == h && e->len == len && memcmp(b->data + e->off, b->data + off, len) == 0)
-			return s;
+	uint32_t i = ks->ent[idx].hash & ks->mask;
+	while (ks->slot[i])
+		i = (i + 1) & ks->mask;
+	ks->slot[i] = idx + 1;
+}
+
+/* Index of the key whose text is at b->data + off, or -1. */
+static long keyset_find(const struct keyset *ks, const struct buf *b, size_t off, uint32_t len)
+{
+	const char *k = b->data + off;
+	if (!ks->slot) {
+		for (uint32_t i = 0; i < ks->n; i++)
+			if (ks->ent[i].len == len && memcmp(b->data + ks->ent[i].off, k, len) == 0)
+				return i;
+		return -1;
+	}
+	uint32_t h = hash_bytes(k, len);
+	for (uint32_t i = h & ks->mask; ks->slot[i]; i = (i + 1) & ks->mask) {
+		const struct keyent *e = &ks->ent[ks->slot[i] - 1];
+		if (e->hash == h && e->len == len && memcmp(b->data + e->off, k, len) == 0)
+			return ks->slot[i] - 1;
+	}
+	return -1;
+}
+
+static void keyset_add(struct keyset *ks, const struct buf *b, size_t off, uint32_t len)
+{
+	uint32_t idx = ks->n++;
+	ks->ent[idx] = (struct keyent){off, len, 0, 2};
+	if (!ks->slot && ks->n > KEYS_LINEAR) {
+		/* switch to hashing (only a record of at most KEYS_SMALL fields gets here) */
+		ks->slot = ks->slot_small;
+		memset(ks->slot_small, 0, sizeof ks->slot_small);
+		for (uint32_t i = 0; i < idx; i++) {
+			ks->ent[i].hash = hash_bytes(b->data + ks->ent[i].off, ks->ent[i].len);
+			keyset_slot(ks, i);
+		}
+	}
+	if (ks->slot) {
+		ks->ent[idx].hash = hash_bytes(b->data + off, len);
+		keyset_slot(ks, idx);
 	}
 }
 
@@ -534,29 +625,22 @@ static int put_meta_key(struct buf *b, struct keyset *ks, const char *prefix, co
 		CHECK(buf_append(b, prefix, strlen(prefix)));
 	CHECK(put_str_body(b, key, klen, &fixed));
 	c->invalid_utf8 += (uint64_t)fixed;
-	uint32_t len = (uint32_t)(b->len - off), h = hash_bytes(b->data + off, len);
-	uint32_t *s = keyset_find(ks, b, off, len, h);
-	if (*s) {
+	uint32_t len = (uint32_t)(b->len - off);
+	long i = keyset_find(ks, b, off, len);
+	if (i >= 0) {
 		/* A repeat: try base#N from where the last repeat of base stopped. */
-		struct keyent *base = &ks->ent[*s - 1];
+		struct keyent *base = &ks->ent[i];
 		c->duplicate_keys++;
-		for (;;) {
+		do {
 			char tmp[24];
 			tmp[0] = '#';
 			size_t n = 1 + fmt_i64(tmp + 1, base->next++);
 			b->len = off + len;
 			CHECK(buf_append(b, tmp, n));
-			uint32_t l2 = (uint32_t)(b->len - off), h2 = hash_bytes(b->data + off, l2);
-			s = keyset_find(ks, b, off, l2, h2);
-			if (!*s) {
-				len = l2;
-				h = h2;
-				break;
-			}
-		}
+		} while (keyset_find(ks, b, off, (uint32_t)(b->len - off)) >= 0);
+		len = (uint32_t)(b->len - off);
 	}
-	ks->ent[ks->n] = (struct keyent){off, len, h, 2};
-	*s = ++ks->n;
+	keyset_add(ks, b, off, len);
 	return buf_puts(b, "\":");
 nomem:
 	return -ENOMEM;
@@ -627,9 +711,12 @@ int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, 
 	ap_field_t col_field[NCOLS];
 	for (int i = 0; i < NCOLS; i++)
 		col_idx[i] = -1;
+	int8_t cls[64]; /* the class of the first 64 keys, for pass 3 */
 	ap_iter_init(&it, rec);
 	for (int idx = 0; ap_iter_next(&it, &f); idx++) {
 		int k = classify(f.key, f.klen);
+		if (idx < 64)
+			cls[idx] = (int8_t)k;
 		if (k >= 0) {
 			if (col_idx[k] < 0 && column_accepts(&columns[k], &f, &col_val[k])) {
 				col_idx[k] = idx;
@@ -649,7 +736,8 @@ int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, 
 	if (keyset_init(&ks, rec->nfields))
 		return -ENOMEM;
 	CHECK(buf_puts(out, "{\"level\":\""));
-	CHECK(buf_append(out, ap_level_name(level), strlen(ap_level_name(level))));
+	const char *lname = ap_level_name(level);
+	CHECK(buf_append(out, lname, level == AP_INFO || level == AP_WARN ? 4 : 5));
 	CHECK(buf_puts(out, "\",\"message\":"));
 	CHECK(put_str(out, rec->msg, rec->msg_len, &c));
 	if (rec->time_ns)
@@ -664,7 +752,7 @@ int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, 
 	int first = rc;
 	ap_iter_init(&it, rec);
 	for (int idx = 0; ap_iter_next(&it, &f); idx++) {
-		int k = classify(f.key, f.klen);
+		int k = idx < 64 ? cls[idx] : classify(f.key, f.klen);
 		if (idx == level_idx || (k >= 0 && col_idx[k] == idx))
 			continue;
 		const char *prefix = NULL;

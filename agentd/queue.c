@@ -40,7 +40,7 @@ struct batch *batch_new(struct agentd *d)
 	if (!b)
 		return NULL;
 	b->d = d;
-	b->spool_id = -1;
+	b->seq = ++d->q.next_seq;
 	b->work.data = b;
 	/* a batch's raw records never pass the memory bound */
 	buf_init(&b->raw, d->cfg.queue.max_bytes + AP_MAX_FRAME + sizeof(struct rec_hdr) + REC_ALIGN);
@@ -84,6 +84,7 @@ void batch_free(struct agentd *d, struct batch *b)
 	d->q.bytes -= b->raw.len;
 	buf_free(&b->raw);
 	buf_free(&b->body);
+	free(b->spool_ids);
 	free(b);
 }
 
@@ -139,6 +140,12 @@ struct batch *queue_split(struct agentd *d, struct batch *b)
 	b2->nrec = b->nrec - keep;
 	b2->est_json = b->est_json / 2;
 	b2->first_ms = b->first_ms;
+	b2->seq = b->seq;
+	if (spoolq_share(d, b, b2)) {
+		buf_free(&b2->raw);
+		free(b2);
+		return NULL;
+	}
 	b2->splits = b->splits + 1;
 	b->splits++;
 	b->est_json -= b2->est_json;
@@ -191,6 +198,12 @@ static void after_encode(uv_work_t *w, int status)
 	}
 	b->state = B_READY;
 	upload_kick(d);
+}
+
+void queue_ingest_done(struct agentd *d)
+{
+	if (d->cfg.spool.mode == SPOOL_ALWAYS && d->q.open)
+		spoolq_ingest_flush(d);
 }
 
 void queue_seal(struct agentd *d)

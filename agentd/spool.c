@@ -34,7 +34,7 @@
 #define ACK_NAME "ack-cursor"
 #define DEAD_DIR "dead"
 #define SEG_NAME_LEN 20 /* 16 hex digits + ".seg" */
-#define MAX_PENDING 16	/* rotated segments waiting for spool_sync */
+#define MAX_PENDING 16 /* rotated segments waiting for spool_sync */
 #define SCAN_CHUNK 65536
 
 struct ent_hdr {
@@ -87,8 +87,8 @@ struct spool {
 	struct seg *segs; /* oldest first; the one being written is last */
 	size_t nsegs, segcap;
 	bool has_cur;
-	int wfd;	 /* segment being written */
-	bool cur_dirty;	 /* written since the last sync */
+	int wfd; /* segment being written */
+	bool cur_dirty; /* written since the last sync */
 	bool cur_broken; /* could not be cut back after a failed write: rotate */
 
 	int rfd; /* cached read fd of segment rseq */
@@ -597,8 +597,12 @@ static int make_dirs(const char *dir)
 			continue;
 		char c = path[i];
 		path[i] = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			return -errno;
+		if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+			int e = -errno;
+			struct stat sb;
+			if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+				return e;
+		}
 		path[i] = c;
 	}
 	return 0;
@@ -805,7 +809,8 @@ static int peek_nacked(struct spool *s, struct spool_entry *e)
 		struct item *best = NULL;
 		for (size_t i = 0; i < s->nitems; i++) {
 			struct item *it = &s->items[i];
-			if (it->nacked && (!best || it->seq < best->seq || (it->seq == best->seq && it->off < best->off)))
+			if (it->nacked &&
+			    (!best || it->seq < best->seq || (it->seq == best->seq && it->off < best->off)))
 				best = it;
 		}
 		if (!best)
@@ -1059,7 +1064,8 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 			return 0;
 		cp = cp << 6 | (p[i] & 0x3f);
 	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
 		return 0;
 	return len;
 }
@@ -1143,8 +1149,12 @@ int spool_dead_letter(struct spool *s, const char *json, size_t len, const char 
 {
 	if (!s || !json || !len || !reason)
 		return -EINVAL;
-	if (len > s->max_bytes)
+	if (len > s->max_bytes) {
+		pthread_mutex_lock(&s->mu);
+		note_error(s, -EFBIG);
+		pthread_mutex_unlock(&s->mu);
 		return -EFBIG;
+	}
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);

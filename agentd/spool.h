@@ -55,8 +55,10 @@
  * skipped with the rest of its segment and counted (corrupt_entries,
  * dropped_records).
  *
- * Threads: every call may be made from any thread (one internal mutex); the
- * intended use is the loop thread for everything but spool_sync().
+ * Threads: every call but spool_close() may be made from any thread (one
+ * internal mutex); the intended use is the loop thread for everything but
+ * spool_sync(). With FSYNC_INTERVAL a rotated segment waits for the next
+ * spool_sync(); if 16 are waiting, the oldest is synced in spool_append().
  */
 #ifndef AGENTD_SPOOL_H
 #define AGENTD_SPOOL_H
@@ -66,7 +68,7 @@
 
 #include "config.h" /* enum fsync_mode */
 
-#define SPOOL_ENTRY_HDR 32u	   /* on-disk bytes of an entry besides its blob */
+#define SPOOL_ENTRY_HDR 32u /* on-disk bytes of an entry besides its blob */
 #define SPOOL_MAX_INFLIGHT 4096u /* entries handed out and not yet acked/nacked */
 #define SPOOL_DEAD_REASON_MAX 4096u /* bytes of a dead letter's reason kept */
 
@@ -74,8 +76,8 @@ struct spool;
 
 /* One entry handed out by spool_peek_next(). The caller frees blob (free()). */
 struct spool_entry {
-	uint64_t id;	  /* for spool_ack / spool_nack; unique while the spool is open */
-	void *blob;	  /* malloc'd copy, len bytes (non-NULL even when len is 0) */
+	uint64_t id; /* for spool_ack / spool_nack; unique while the spool is open */
+	void *blob; /* malloc'd copy, len bytes (non-NULL even when len is 0) */
 	size_t len;
 	uint32_t nrecords;
 	int64_t time_ns; /* wall-clock time it was appended, ns since the epoch */
@@ -83,10 +85,10 @@ struct spool_entry {
 
 struct spool_stats {
 	/* Now. */
-	uint64_t bytes;	   /* on disk, segments only (acked entries count until their segment goes) */
+	uint64_t bytes; /* on disk, segments only (acked entries count until their segment goes) */
 	uint64_t segments;
-	uint64_t entries;  /* not yet acknowledged (includes in flight) */
-	uint64_t records;  /* records in those entries */
+	uint64_t entries; /* not yet acknowledged (includes in flight) */
+	uint64_t records; /* records in those entries */
 	uint64_t inflight; /* entries handed out, not yet acked or nacked */
 	int64_t oldest_ns; /* write time of the first entry of the oldest segment still holding an
 			      unacknowledged entry; 0 when there is none */
@@ -94,19 +96,19 @@ struct spool_stats {
 	uint64_t recovered_entries; /* whole entries, not yet acknowledged */
 	uint64_t recovered_records;
 	uint64_t recovered_bytes; /* segment bytes kept */
-	uint64_t torn_entries;	  /* bad tails cut off (one per segment cut) */
-	uint64_t torn_bytes;	  /* bytes cut off */
+	uint64_t torn_entries; /* bad tails cut off (one per segment cut) */
+	uint64_t torn_bytes; /* bytes cut off */
 	/* Since spool_open(). */
 	uint64_t appended_entries;
 	uint64_t appended_records;
 	uint64_t acked_entries;
 	uint64_t dropped_segments; /* removed to stay under max_bytes */
-	uint64_t dropped_entries;  /* unacknowledged entries in them */
-	uint64_t dropped_records;  /* their records, plus those of corrupt entries */
-	uint64_t corrupt_entries;  /* entries found bad when read back for replay */
-	uint64_t refused_entries;  /* bigger than max_bytes */
-	uint64_t write_errors;	   /* failed appends, syncs and dead-letter writes */
-	int last_error;		   /* negative errno of the last of those, 0 if none */
+	uint64_t dropped_entries; /* unacknowledged entries in them */
+	uint64_t dropped_records; /* their records, plus those of corrupt entries */
+	uint64_t corrupt_entries; /* entries found bad when read back for replay */
+	uint64_t refused_entries; /* bigger than max_bytes */
+	uint64_t write_errors; /* failed appends, syncs and dead-letter writes */
+	int last_error; /* negative errno of the last of those, 0 if none */
 	uint64_t dead_letters;
 };
 

@@ -32,6 +32,16 @@ void spoolq_delivered(struct agentd *d, struct batch *b);
 void spoolq_dead_letter(struct agentd *d, struct batch *b, const char *why);
 /* While the upstream is down, may b be sent (as the probe)? */
 bool spoolq_may_send_while_down(struct agentd *d, struct batch *b);
+/* b2 was split off b: it holds the same spool entries. 0 or -ENOMEM. */
+int spoolq_share(struct agentd *d, struct batch *b, struct batch *b2);
+/* mode = always: append what ingest just read to the spool. */
+void spoolq_ingest_flush(struct agentd *d);
+/* The upstream answers again: resume replay. */
+void spoolq_upstream_up(struct agentd *d);
+/* The shutdown deadline passed: no more replay. */
+void spoolq_deadline(struct agentd *d);
+/* Records on disk that shutdown should still try to deliver (mode = always). */
+bool spoolq_busy(const struct agentd *d);
 /* A record was dropped at the memory bound: log once per episode. */
 void spoolq_note_drop(struct agentd *d);
 

@@ -302,10 +302,13 @@ static void set_state(struct upload *up, enum up_state s)
 		up->down_since_ms = wall_ms();
 		log_warn("upstream %s is down after %u failed requests: probing one request at a time", up->url,
 			 up->fails);
-	} else if (s == UP_UP && up->state != UP_UP) {
+	} else if (s == UP_UP && up->state == UP_DOWN) {
 		log_info("upstream %s is up again", up->url);
 	}
+	enum up_state was = up->state;
 	up->state = s;
+	if (was == UP_DOWN)
+		spoolq_upstream_up(up->d);
 }
 
 static void retry_later(struct upload *up, struct batch *b, const char *what, long retry_after_s)
@@ -339,7 +342,8 @@ static void retry_later(struct upload *up, struct batch *b, const char *what, lo
 		spoolq_defer(d, b, what);
 		return;
 	}
-	uint64_t delay = retry_after_s >= 0 ? (uint64_t)retry_after_s * 1000 : backoff_ms(c, b->attempts);
+	unsigned exp = up->state == UP_DOWN && up->fails > b->attempts ? up->fails : b->attempts;
+	uint64_t delay = retry_after_s >= 0 ? (uint64_t)retry_after_s * 1000 : backoff_ms(c, exp);
 	if (d->stopping) {
 		/* a retry past the deadline is useless: try again soon */
 		if (delay > 200)
@@ -459,33 +463,29 @@ void upload_kick(struct agentd *d)
 	if (!up || up->closing)
 		return;
 	unsigned limit = up->state == UP_DOWN ? 1 : d->cfg.upstream.max_inflight;
-	uint64_t now = now_ms(d), next = UINT64_MAX;
-	for (struct batch *b = d->q.head; b && up->inflight < limit; b = b->next) {
+	uint64_t now = now_ms(d), due = UINT64_MAX;
+	for (struct batch *b = d->q.head, *next; b && up->inflight < limit; b = next) {
+		next = b->next; /* b may leave memory below */
 		if (b->state == B_WAITING) {
-			if (b->not_before > now) {
-				if (b->not_before < next)
-					next = b->not_before;
+			if (b->not_before > now)
 				continue;
-			}
 		} else if (b->state != B_READY) {
 			continue;
 		}
-		if (up->state == UP_DOWN && !spoolq_may_send_while_down(d, b)) {
+		if (up->state == UP_DOWN && !spoolq_may_send_while_down(d, b))
 			continue;
-		}
 		if (start_request(up, b)) {
 			log_error("cannot start a request: will try again in 1 s");
-			if (now + 1000 < next)
-				next = now + 1000;
+			due = now + 1000;
 			break;
 		}
 	}
 	/* the earliest waiting batch sets the retry timer */
 	for (struct batch *b = d->q.head; b; b = b->next)
-		if (b->state == B_WAITING && b->not_before > now && b->not_before < next)
-			next = b->not_before;
-	if (next != UINT64_MAX)
-		uv_timer_start(&up->retry_timer, on_retry_timer, next - now, 0);
+		if (b->state == B_WAITING && b->not_before < due)
+			due = b->not_before > now ? b->not_before : now + 1;
+	if (due != UINT64_MAX)
+		uv_timer_start(&up->retry_timer, on_retry_timer, due - now, 0);
 	else
 		uv_timer_stop(&up->retry_timer);
 }

@@ -139,8 +139,7 @@ static int parse_level(const char *s)
 	return lv;
 }
 
-static int send_one(agent_t *a, int level, const char *path, const char *msg, const agent_field_t *fields,
-		    size_t n)
+static int send_one(agent_t *a, int level, const char *path, const char *msg, const agent_field_t *fields, size_t n)
 {
 	int r = agent_logv(a, level, NULL, 0, NULL, msg, fields, n);
 	if (r < 0) {

@@ -343,12 +343,28 @@ struct call {
 	const struct fsrc *src;
 };
 
+/* Bits of the caller keys (CALLER_*) and of the defaults (8 << i) that the
+ * key k hides. */
+static unsigned hidden_by(const agent_t *a, const char *k, size_t kl)
+{
+	unsigned bits = 0;
+	for (size_t i = 0; i < sizeof caller_keys / sizeof caller_keys[0]; i++)
+		if (caller_keys[i].klen == kl && memcmp(caller_keys[i].key, k, kl) == 0)
+			bits |= caller_keys[i].bit;
+	for (unsigned i = 0; i < a->ndefs; i++)
+		if (a->def[i].klen == kl && memcmp(a->def[i].key, k, kl) == 0)
+			bits |= 8u << i;
+	return bits;
+}
+
 static int encode(const agent_t *a, ap_writer_t *w, uint8_t *buf, size_t cap, const struct call *c)
 {
 	int r = ap_writer_init(w, buf, cap, c->level, c->time_ns, 0, c->msg, c->msg_len);
 	if (r < 0)
 		return r;
 
+	/* the call's fields, noting which later keys they hide */
+	unsigned hidden = 0;
 	struct fit it;
 	agent_field_t tmp;
 	const agent_field_t *f;
@@ -359,6 +375,7 @@ static int encode(const agent_t *a, ap_writer_t *w, uint8_t *buf, size_t cap, co
 			break;
 		}
 		size_t kl = strlen(f->key);
+		hidden |= hidden_by(a, f->key, kl);
 		switch (f->type) {
 		case AGENT_T_STR:
 			ap_put_string(w, f->key, kl, f->v.s, f->v.s ? strlen(f->v.s) : 0);
@@ -383,20 +400,22 @@ static int encode(const agent_t *a, ap_writer_t *w, uint8_t *buf, size_t cap, co
 	if (r < 0)
 		return r;
 
+	/* the caller's place in the source */
 	unsigned caller = 0;
-	if (c->file && !src_has(c->src, "file_path", 9)) {
+	if (c->file && !(hidden & CALLER_FILE)) {
 		ap_put_string(w, "file_path", 9, c->file, strlen(c->file));
 		caller |= CALLER_FILE;
 	}
-	if (c->func && !src_has(c->src, "function_name", 13)) {
+	if (c->func && !(hidden & CALLER_FUNC)) {
 		ap_put_string(w, "function_name", 13, c->func, strlen(c->func));
 		caller |= CALLER_FUNC;
 	}
-	if (c->line > 0 && !src_has(c->src, "line", 4)) {
+	if (c->line > 0 && !(hidden & CALLER_LINE)) {
 		ap_put_int64(w, "line", 4, c->line);
 		caller |= CALLER_LINE;
 	}
 
+	/* the thread's context */
 	const struct agent_ctx *ctx = agent__context();
 	for (unsigned i = 0; ctx && i < ctx->n; i++) {
 		const char *k = ctx->bytes + ctx->e[i].off;
@@ -406,10 +425,9 @@ static int encode(const agent_t *a, ap_writer_t *w, uint8_t *buf, size_t cap, co
 		agent__context_put(w, ctx, i);
 	}
 
+	/* the environment defaults */
 	for (unsigned i = 0; i < a->ndefs; i++) {
-		const char *k = a->def[i].key;
-		size_t kl = a->def[i].klen;
-		if (ctx_has(ctx, k, kl) || src_has(c->src, k, kl))
+		if ((hidden & (8u << i)) || ctx_has(ctx, a->def[i].key, a->def[i].klen))
 			continue;
 		agent__put_default(a, w, i);
 	}

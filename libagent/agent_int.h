@@ -81,9 +81,9 @@ void agent__context_put(ap_writer_t *w, const struct agent_ctx *c, unsigned i);
 void agent__put_default(const agent_t *a, ap_writer_t *w, unsigned i);
 
 /*
- * Hand a finished frame to the socket; counts a drop on failure. Safe in a
- * signal handler when retry_ns > 0 (the crash path): no locks, no
- * allocation. Returns 0 or a negative errno.
+ * Hand a finished frame to the socket, with the pending drop count patched
+ * into its header; counts a drop on failure. No lock, no allocation.
+ * Returns 0 or a negative errno (see agent_logv).
  */
 int agent__send(agent_t *a, uint8_t *frame, size_t len);
 
@@ -93,8 +93,8 @@ int agent__connect_now(agent_t *a);
 /* crash.c: after fork in the child; when a handle closes. */
 void agent__crash_atfork_child(void);
 
-/* Format v as 0x%016llx-free hex into out (at least 19 bytes); returns the
- * length. Async-signal-safe. */
+/* Format v as "0x" and lowercase hex digits into out (at least 18 bytes);
+ * returns the length. Async-signal-safe. */
 size_t agent__hex(char *out, uint64_t v);
 
 #endif

@@ -2,7 +2,7 @@
 # exported: everything is compiled with -fvisibility=hidden and the public
 # header marks the API), libagent.a (the same objects plus the codec, also
 # hidden), libagent.pc, and the agent-log command linked with libagent.a.
-LIBAGENT_SRCS := $(filter-out libagent/agent-log.c,$(wildcard libagent/*.c))
+LIBAGENT_SRCS := libagent/agent.c libagent/context.c libagent/crash.c
 LIBAGENT_OBJS := $(LIBAGENT_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/libagent/agent_proto.o
 LIBAGENT_A := $(BUILD)/libagent/libagent.a
 LIBAGENT_SO := $(BUILD)/libagent/libagent.so
@@ -35,10 +35,14 @@ $(BUILD)/libagent/$(LIBAGENT_SONAME): $(LIBAGENT_SO_REAL)
 $(LIBAGENT_SO): $(BUILD)/libagent/$(LIBAGENT_SONAME)
 	ln -sf $(notdir $<) $@
 
+# Generated again at install time, so that PREFIX/LIBDIR given to
+# `make install` land in it even when the build ran with other values.
+LIBAGENT_PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' libagent/libagent.pc.in
+
 $(LIBAGENT_PC): libagent/libagent.pc.in
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	$(LIBAGENT_PC_SED) > $@
 
 $(AGENT_LOG): $(BUILD)/libagent/agent-log.o $(LIBAGENT_A)
 	@mkdir -p $(dir $@)
@@ -53,7 +57,8 @@ install-libagent: $(LIBAGENT_SO) $(LIBAGENT_A) $(LIBAGENT_PC) $(AGENT_LOG)
 	ln -sf $(LIBAGENT_SONAME) $(DESTDIR)$(LIBDIR)/libagent.so
 	install -m 0644 $(LIBAGENT_A) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 libagent/include/agent.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 0644 $(LIBAGENT_PC) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(LIBAGENT_PC_SED) > $(DESTDIR)$(LIBDIR)/pkgconfig/libagent.pc
+	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/libagent.pc
 	install -m 0755 $(AGENT_LOG) $(DESTDIR)$(BINDIR)/
 	install -m 0644 libagent/agent-log.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 libagent/libagent.3 $(DESTDIR)$(MANDIR)/man3/

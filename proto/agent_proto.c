@@ -204,7 +204,8 @@ int ap_decode(const void *frame, size_t len, size_t max, ap_record_t *rec)
 		size_t vsize;
 		switch (type) {
 		case AP_T_STRING:
-			if (end - q < 4)
+			/* compare before adding: 4 + len wraps a 32-bit size_t */
+			if (end - q < 4 || (size_t)(end - q) - 4 < ap_rd32(q))
 				return AP_EFIELD;
 			vsize = 4 + (size_t)ap_rd32(q);
 			break;

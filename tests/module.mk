@@ -17,7 +17,7 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBAGENT_A) $(PROTO_OBJ)
+$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBAGENT_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(AGENTD_LIBS)
 

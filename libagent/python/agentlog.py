@@ -239,6 +239,19 @@ _DPFX = _PFX[T_DOUBLE]
 _BPFX = _PFX[T_BOOL]
 
 
+# Encoded fields for recent (key, value) pairs: repeated values (paths,
+# methods, status codes) cost one lookup. Bounded: emptied when full.
+_SCACHE = {}
+_ICACHE = {}
+_VCACHE_MAX = 2048
+
+
+def _remember(cache, key, fb):
+    if len(cache) >= _VCACHE_MAX:
+        cache.clear()
+    cache[key] = fb
+
+
 class _Slow(Exception):
     """Raised inside the fast encoder: take the general path."""
 
@@ -471,12 +484,21 @@ class Client:
                 for k, v in fields.items():
                     c = v.__class__
                     if c is str:
-                        vb = v.encode()
-                        append((_SPFX.get(k) or _pfx(T_STRING, k)) + _U32(len(vb)) + vb)
+                        fb = _SCACHE.get((k, v))
+                        if fb is None:
+                            vb = v.encode()
+                            fb = (_SPFX.get(k) or _pfx(T_STRING, k)) + _U32(len(vb)) + vb
+                            if len(vb) <= 64:
+                                _remember(_SCACHE, (k, v), fb)
+                        append(fb)
                     elif c is int:
-                        if not _INT64_MIN <= v <= _INT64_MAX:
-                            raise _Slow
-                        append((_IPFX.get(k) or _pfx(T_INT64, k)) + _I64(v))
+                        fb = _ICACHE.get((k, v))
+                        if fb is None:
+                            if not _INT64_MIN <= v <= _INT64_MAX:
+                                raise _Slow
+                            fb = (_IPFX.get(k) or _pfx(T_INT64, k)) + _I64(v)
+                            _remember(_ICACHE, (k, v), fb)
+                        append(fb)
                     elif c is float:
                         append((_DPFX.get(k) or _pfx(T_DOUBLE, k)) + _F64(v))
                     elif c is bool:

@@ -313,7 +313,7 @@ class Agentd:
         self.spool = os.path.join(workdir, "spool")
         base = {
             "agentd": {"shutdown_timeout_ms": 10000, "log_level": os.environ.get("AGENTD_LOG_LEVEL")},
-            "ingest": {"socket": self.sock},
+            "ingest": {"socket": self.sock, "stream_socket": self.stream},
             "upstream": {"url": upstream_url, "timeout_ms": 10000},
             "retry": {"initial_backoff_ms": 200, "max_backoff_ms": 2000},
             "spool": {"dir": self.spool},
@@ -321,6 +321,7 @@ class Agentd:
         }
         self.sections = merge(base, overrides)
         self.sock = self.sections["ingest"]["socket"]
+        self.stream = self.sections["ingest"]["stream_socket"]
         self.spool = self.sections["spool"].get("dir") or None
         self.config = os.path.join(self.dir, "agentd.conf")
         self.errfile = os.path.join(self.dir, "stderr.log")

@@ -25,10 +25,9 @@ def test_malformed_datagrams_are_skipped_and_the_rest_delivered(agentd, receiver
     assert a.alive()
 
 
-def test_stream_socket_delivers_length_prefixed_frames(agentd, receiver, pg, workdir):
-    stream = os.path.join(workdir, "in.stream")
-    a = agentd({"ingest": {"stream_socket": stream}})
-    send_stream(stream, [encode_frame(f"stream {i}", [("i", i)]) for i in range(3)])
+def test_stream_socket_delivers_length_prefixed_frames(agentd, receiver, pg):
+    a = agentd()
+    send_stream(a.stream, [encode_frame(f"stream {i}", [("i", i)]) for i in range(3)])
     wait_count(pg, 3)
     rows = pg.rows("SELECT message, metadata FROM logs ORDER BY message")
     assert [r["message"] for r in rows] == ["stream 0", "stream 1", "stream 2"]
@@ -47,10 +46,9 @@ def test_a_64k_record_travels_whole(agentd, receiver, pg):
     assert r == {"ml": 40000, "sl": 20000, "bl": 65536, "cut": False}
 
 
-def test_a_bad_frame_on_the_stream_socket_does_not_close_it(agentd, receiver, pg, workdir):
-    stream = os.path.join(workdir, "in2.stream")
-    agentd({"ingest": {"stream_socket": stream}})
+def test_a_bad_frame_on_the_stream_socket_does_not_close_it(agentd, receiver, pg):
+    a = agentd()
     bad = b"XY" + encode_frame("x")[2:]
-    send_stream(stream, [encode_frame("before"), bad, encode_frame("after")])
+    send_stream(a.stream, [encode_frame("before"), bad, encode_frame("after")])
     wait_count(pg, 2, settle=0.3)
     assert sorted(r["message"] for r in pg.rows("SELECT message FROM logs")) == ["after", "before"]

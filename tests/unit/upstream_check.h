@@ -21,8 +21,8 @@
 
 static const struct {
 	const char *key;
-	char type;	       /* 's' string, 'n' number, 'o' object */
-	size_t limit;	       /* code points for a VARCHAR, 0: none */
+	char type; /* 's' string, 'n' number, 'o' object */
+	size_t limit; /* code points for a VARCHAR, 0: none */
 	const char *values[8]; /* enum values, NULL-terminated */
 } upstream_columns[] = {
 	{"level", 's', 0, {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", NULL}},
@@ -137,7 +137,8 @@ static int upstream_check_record(json_t *rec, char *err, size_t errlen)
 		    upstream_cp(json_string_value(v), json_string_length(v)) > upstream_columns[i].limit)
 			return upstream_fail(err, errlen, "%s: longer than %zu", key, upstream_columns[i].limit);
 		if (strcmp(key, "duration_ms") == 0 && !(fabs(json_number_value(v)) < 9999999.9995))
-			return upstream_fail(err, errlen, "duration_ms: %g outside DECIMAL(10,3)", json_number_value(v));
+			return upstream_fail(err, errlen, "duration_ms: %g outside DECIMAL(10,3)",
+					     json_number_value(v));
 		if (strcmp(key, "created_at") == 0 && !(json_number_value(v) >= 0 && json_number_value(v) < 2e10))
 			return upstream_fail(err, errlen, "created_at: %f not in seconds", json_number_value(v));
 	}
