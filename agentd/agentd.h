@@ -55,6 +55,7 @@ struct batch {
 	unsigned attempts;     /* requests made for it so far */
 	uint64_t first_fail_ms; /* loop time of its first failed attempt */
 	unsigned splits;       /* times it was halved to isolate a poison record */
+	uint64_t split_ms;     /* loop time of the last halving */
 	uint64_t *spool_ids;   /* spool entries it holds (replay, mode = always) */
 	uint32_t nspool_ids;
 	struct buf body;       /* request body, gzipped or not */
@@ -137,6 +138,8 @@ void upload_abort_all(struct agentd *d);
 unsigned upload_inflight(const struct agentd *d);
 const char *upload_state_name(const struct agentd *d);
 uint64_t upload_down_since_ms(const struct agentd *d);
+/* How long to wait before the next probe while the upstream is down. */
+uint64_t upload_probe_delay_ms(const struct agentd *d);
 uint64_t upload_retry_until_ms(const struct agentd *d);
 void upload_free(struct agentd *d);
 int upload_reconfigure(struct agentd *d);

@@ -29,6 +29,8 @@ int buf_grow(struct buf *b, size_t n)
 		return -ENOMEM;
 	size_t need = b->len + n;
 	size_t cap = b->cap ? b->cap : 256;
+	if (cap > b->max)
+		cap = b->max;
 	while (cap < need)
 		cap = cap > b->max / 2 ? b->max : cap * 2;
 	if (cap < need)

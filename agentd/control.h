@@ -19,10 +19,10 @@
 
 #include "agentd.h"
 
-#define CONTROL_REQ_MAX 4096u		/* bytes of a request line, newline excluded */
+#define CONTROL_REQ_MAX 4096u /* bytes of a request line, newline excluded */
 #define CONTROL_OUT_MAX (1024u * 1024u) /* bytes queued for one client */
-#define CONTROL_IDLE_MS 10000u		/* time to send a complete request */
-#define CONTROL_SERVICE_MAX 256u	/* bytes of a tail service filter */
+#define CONTROL_IDLE_MS 10000u /* time to send a complete request */
+#define CONTROL_SERVICE_MAX 256u /* bytes of a tail service filter */
 
 /* Bind [control] socket (none when empty). 0 or -errno. */
 int control_init(struct agentd *d);
@@ -35,8 +35,8 @@ void control_close(struct agentd *d);
 enum control_cmd { CTL_STATUS = 1, CTL_TAIL, CTL_FLUSH, CTL_RELOAD, CTL_METRICS };
 
 struct control_req {
-	int cmd;	/* enum control_cmd */
-	int min_level;	/* tail: lowest level shown, -1 for all */
+	int cmd; /* enum control_cmd */
+	int min_level; /* tail: lowest level shown, -1 for all */
 	bool has_service;
 	size_t service_len;
 	char service[CONTROL_SERVICE_MAX + 1];
@@ -54,7 +54,7 @@ int control_parse_request(const char *line, size_t len, struct control_req *req,
 struct rate_ring {
 	uint64_t in[RATE_SLOTS], out[RATE_SLOTS];
 	unsigned head; /* next slot written */
-	unsigned n;    /* samples held, at most RATE_SLOTS */
+	unsigned n; /* samples held, at most RATE_SLOTS */
 };
 void rate_ring_push(struct rate_ring *r, uint64_t in, uint64_t out);
 /* Rates per second over the last secs seconds (fewer while fewer samples are

@@ -737,7 +737,7 @@ int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, 
 		return -ENOMEM;
 	CHECK(buf_puts(out, "{\"level\":\""));
 	const char *lname = ap_level_name(level);
-	CHECK(buf_append(out, lname, level == AP_INFO || level == AP_WARN ? 4 : 5));
+	CHECK(buf_append(out, lname, strlen(lname)));
 	CHECK(buf_puts(out, "\",\"message\":"));
 	CHECK(put_str(out, rec->msg, rec->msg_len, &c));
 	if (rec->time_ns)

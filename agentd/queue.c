@@ -175,6 +175,7 @@ static void after_encode(uv_work_t *w, int status)
 	m->coerced += b->mc.coerced;
 	m->truncated += b->mc.truncated;
 	m->origin_renamed += b->mc.origin_renamed;
+	m->duplicate_keys += b->mc.duplicate_keys;
 	if (b->skipped) {
 		d->st.dropped[DROP_SPOOL_ERROR] += b->skipped;
 		log_warn("%u records of a batch no longer decode (corrupt spool entry?): dropped", b->skipped);

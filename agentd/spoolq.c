@@ -38,6 +38,7 @@ struct shared_id {
 static struct {
 	uv_timer_t sync_timer;
 	uv_timer_t replay_timer;
+	uv_timer_t replay_tick; /* looks at the spool every second */
 	uv_work_t sync_work;
 	bool sync_busy;
 	bool timers;
@@ -49,6 +50,7 @@ static struct {
 	uint64_t mem_dropped;
 	bool disk_episode;
 	uint64_t disk_failed;
+	uint64_t probe_after; /* upstream down: no probe from the spool before */
 	struct shared_id *shared;
 } sq;
 
@@ -254,6 +256,8 @@ void spoolq_overflow(struct agentd *d, struct batch *b)
 
 void spoolq_defer(struct agentd *d, struct batch *b, const char *why)
 {
+	if (strcmp(upload_state_name(d), "down") == 0)
+		sq.probe_after = now_ms(d) + upload_probe_delay_ms(d);
 	if (persist(d, b)) {
 		log_debug("%s: batch kept in the spool", why);
 		return;
@@ -326,6 +330,11 @@ static void on_replay_timer(uv_timer_t *t)
 	replay_more(t->data);
 }
 
+static void on_replay_tick(uv_timer_t *t)
+{
+	replay_more(t->data);
+}
+
 /* Batches from the spool in memory at once: they share the upload slots with
  * fresh records, so neither starves. */
 static unsigned replay_limit(const struct agentd *d)
@@ -341,10 +350,17 @@ static void replay_more(struct agentd *d)
 	if (!d->spool || sq.stopped || !sq.timers)
 		return;
 	const struct config *c = &d->cfg;
-	bool up = strcmp(upload_state_name(d), "down") != 0;
-	if (!up && !always(d))
-		return; /* the probe decides when the upstream is back */
-	while (replaying(d) < replay_limit(d)) {
+	unsigned limit = replay_limit(d);
+	if (strcmp(upload_state_name(d), "down") == 0) {
+		/* one probe at a time, on backoff, and only when memory has none */
+		for (const struct batch *b = d->q.head; b; b = b->next)
+			if (b->state != B_OPEN)
+				return;
+		if (now_ms(d) < sq.probe_after)
+			return;
+		limit = 1;
+	}
+	while (replaying(d) < limit) {
 		if (always(d) && sq.pending < c->batch.max_records) {
 			/* wait for a full batch, or interval_ms after the oldest record */
 			uint64_t due = sq.pending_since + c->batch.interval_ms, now = now_ms(d);
@@ -471,7 +487,8 @@ int spoolq_init(struct agentd *d)
 	d->spool = NULL;
 	uv_timer_init(d->loop, &sq.sync_timer);
 	uv_timer_init(d->loop, &sq.replay_timer);
-	sq.sync_timer.data = sq.replay_timer.data = d;
+	uv_timer_init(d->loop, &sq.replay_tick);
+	sq.sync_timer.data = sq.replay_timer.data = sq.replay_tick.data = d;
 	sq.timers = true;
 	if (!c->spool.dir || !c->spool.dir[0]) {
 		log_warn("no spool ([spool] dir is empty): records that cannot be delivered are kept in memory only");
@@ -498,6 +515,7 @@ int spoolq_init(struct agentd *d)
 	if (st.torn_entries)
 		log_warn("spool recovery cut %llu torn entries (%llu bytes)", (unsigned long long)st.torn_entries,
 			 (unsigned long long)st.torn_bytes);
+	uv_timer_start(&sq.replay_tick, on_replay_tick, 1000, 1000);
 	if (c->spool.fsync == FSYNC_INTERVAL)
 		uv_timer_start(&sq.sync_timer, on_sync_timer, c->spool.fsync_interval_ms, c->spool.fsync_interval_ms);
 	return 0;
@@ -511,6 +529,7 @@ void spoolq_close(struct agentd *d)
 	sq.timers = false;
 	uv_close((uv_handle_t *)&sq.sync_timer, NULL);
 	uv_close((uv_handle_t *)&sq.replay_timer, NULL);
+	uv_close((uv_handle_t *)&sq.replay_tick, NULL);
 }
 
 void spoolq_free(struct agentd *d)

@@ -19,8 +19,8 @@ static int probe_live(int type, const struct sockaddr_un *sa)
 	int probe = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (probe < 0)
 		return -errno;
-	int live = connect(probe, (const struct sockaddr *)sa, sizeof *sa) == 0 || errno == EAGAIN ||
-		   errno == EINPROGRESS;
+	int live =
+		connect(probe, (const struct sockaddr *)sa, sizeof *sa) == 0 || errno == EAGAIN || errno == EINPROGRESS;
 	close(probe);
 	return live;
 }

@@ -319,21 +319,27 @@ static void retry_later(struct upload *up, struct batch *b, const char *what, lo
 	if (b->attempts == 1)
 		b->first_fail_ms = now_ms(d);
 	if (retries_done >= c->retry.max_retries && !d->stopping) {
-		bool others_succeed = up->last_success > b->first_fail_ms && b->last_status >= 500;
-		if (others_succeed && b->nrec > 1) {
-			/* the server keeps refusing this batch only: isolate the record */
+		/* The server answers, but keeps refusing this batch: a poison record?
+		 * Halve it once on suspicion; go on halving only while other batches
+		 * get through, which proves the server works. A lone record refused
+		 * while others get through is a dead letter. */
+		bool answered = b->last_status >= 500 && b->last_status != 502 && b->last_status != 503 &&
+				b->last_status != 504;
+		uint64_t since = b->splits ? b->split_ms : b->first_fail_ms;
+		bool others_succeed = up->last_success > since;
+		if (answered && b->nrec > 1 && (b->splits == 0 || others_succeed)) {
 			struct batch *b2 = queue_split(d, b);
 			if (b2) {
-				log_warn("upload failed (%s) %u times while others succeed: splitting %u records to "
-					 "isolate the bad one",
-					 what, b->attempts, b->nrec + b2->nrec);
+				log_warn("upload failed (%s) %u times: splitting %u records to isolate a bad one", what,
+					 b->attempts, b->nrec + b2->nrec);
 				b->attempts = b2->attempts = 0;
+				b->split_ms = b2->split_ms = now_ms(d);
 				batch_encode(d, b);
 				batch_encode(d, b2);
 				return;
 			}
 		}
-		if (others_succeed && b->nrec == 1) {
+		if (answered && b->nrec == 1 && others_succeed) {
 			spoolq_dead_letter(d, b, what);
 			return;
 		}
@@ -420,8 +426,11 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 		batch_free(d, b);
 		break;
 	case RETRY:
-		up->fails++;
-		if (up->fails >= FAILS_FOR_DOWN && up->state != UP_DOWN && (res != CURLE_OK || status >= 500 || status < 200))
+		/* unreachable, overloaded or misrouted counts towards "down"; an
+		 * answered 500 may be this batch's fault and does not */
+		if (res != CURLE_OK || status != 500)
+			up->fails++;
+		if (up->fails >= FAILS_FOR_DOWN && up->state != UP_DOWN)
 			set_state(up, UP_DOWN);
 		retry_later(up, b, what, retry_after);
 		break;
@@ -598,6 +607,11 @@ int upload_reconfigure(struct agentd *d)
 	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)d->cfg.upstream.max_inflight);
 	upload_kick(d);
 	return rc;
+}
+
+uint64_t upload_probe_delay_ms(const struct agentd *d)
+{
+	return d->up ? backoff_ms(&d->cfg, d->up->fails) : 1000;
 }
 
 unsigned upload_inflight(const struct agentd *d)

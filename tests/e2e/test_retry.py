@@ -47,7 +47,7 @@ def test_a_poison_record_is_isolated_and_the_rest_delivered(agentd, receiver, pg
     frames.append(encode_frame("poison pill"))
     frames += [encode_frame(f"good {i}") for i in range(15, 30)]
     send_frames(a.sock, frames)
-    wait_count(pg, 30, where="message LIKE 'good %'", timeout=40, settle=1.0)
+    wait_count(pg, 30, where="message LIKE 'good %'", timeout=20, settle=1.0)
     assert pg.count() == 30
     found = []
     for root, _, files in os.walk(workdir):
