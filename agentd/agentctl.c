@@ -39,7 +39,7 @@ static void usage(FILE *f)
 		   "  status [--json] [--watch]   agentd's state and counters\n"
 		   "  tail [--level L] [--service S] [--json]\n"
 		   "                              records as they pass through\n"
-		   "  flush                       send what is queued now; wait until it is delivered or failed\n"
+		   "  flush [--timeout SECONDS]   send what is queued now; wait until it is delivered or failed\n"
 		   "  reload                      reload the configuration file (as SIGHUP)\n"
 		   "  metrics                     counters and gauges in the Prometheus text format\n"
 		   "  -s, --socket SOCKET         control socket (default $AGENTCTL_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -483,13 +483,16 @@ static int cmd_tail(const char *level, const char *service, bool as_json)
 	return rc;
 }
 
-static int cmd_simple(const char *cmd)
+static int cmd_simple(const char *cmd, long long timeout_ms)
 {
 	struct conn c;
 	/* a flush waits for delivery, retries included: no timeout */
 	if (conn_open(&c, strcmp(cmd, "flush") == 0 ? 0 : 60))
 		return EXIT_UNREACHABLE;
-	json_t *j = request(&c, json_pack("{s:s}", "cmd", cmd));
+	json_t *req = json_pack("{s:s}", "cmd", cmd);
+	if (timeout_ms > 0)
+		json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
+	json_t *j = request(&c, req);
 	conn_close(&c);
 	if (!j)
 		return EXIT_UNREACHABLE;
@@ -510,15 +513,21 @@ static int cmd_simple(const char *cmd)
 
 int main(int argc, char **argv)
 {
-	enum { O_JSON = 256, O_WATCH, O_LEVEL, O_SERVICE, O_VERSION };
+	enum { O_JSON = 256, O_WATCH, O_LEVEL, O_SERVICE, O_VERSION, O_TIMEOUT };
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
-		{"json", no_argument, NULL, O_JSON},	     {"watch", no_argument, NULL, O_WATCH},
-		{"level", required_argument, NULL, O_LEVEL}, {"service", required_argument, NULL, O_SERVICE},
-		{"version", no_argument, NULL, O_VERSION},   {NULL, 0, NULL, 0},
+		{"socket", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{"json", no_argument, NULL, O_JSON},
+		{"watch", no_argument, NULL, O_WATCH},
+		{"level", required_argument, NULL, O_LEVEL},
+		{"service", required_argument, NULL, O_SERVICE},
+		{"version", no_argument, NULL, O_VERSION},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{NULL, 0, NULL, 0},
 	};
 	const char *level = NULL, *service = NULL;
 	bool as_json = false, watch = false;
+	long long timeout_ms = -1;
 	sock_path = getenv("AGENTCTL_SOCKET");
 	if (!sock_path || !sock_path[0])
 		sock_path = DEFAULT_SOCKET;
@@ -547,6 +556,17 @@ int main(int argc, char **argv)
 		case O_SERVICE:
 			service = optarg;
 			break;
+		case O_TIMEOUT: {
+			char *end;
+			errno = 0;
+			double t = strtod(optarg, &end);
+			if (errno || end == optarg || *end || t < 0 || t > 86400) {
+				fprintf(stderr, PROG ": --timeout: bad value \"%s\" (seconds, 0..86400)\n", optarg);
+				return EXIT_USAGE;
+			}
+			timeout_ms = (long long)(t * 1000);
+			break;
+		}
 		case O_VERSION:
 			printf(PROG " %s\n", AGENTD_VERSION);
 			return 0;
@@ -566,7 +586,8 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[optind];
 	bool is_status = !strcmp(cmd, "status"), is_tail = !strcmp(cmd, "tail");
-	if ((watch && !is_status) || (as_json && !is_status && !is_tail) || ((level || service) && !is_tail)) {
+	if ((watch && !is_status) || (as_json && !is_status && !is_tail) || ((level || service) && !is_tail) ||
+	    (timeout_ms >= 0 && strcmp(cmd, "flush") != 0)) {
 		fprintf(stderr, PROG ": option not valid for \"%s\"\n", cmd);
 		usage(stderr);
 		return EXIT_USAGE;
@@ -577,7 +598,7 @@ int main(int argc, char **argv)
 	if (is_tail)
 		return cmd_tail(level, service, as_json);
 	if (!strcmp(cmd, "flush") || !strcmp(cmd, "reload") || !strcmp(cmd, "metrics"))
-		return cmd_simple(cmd);
+		return cmd_simple(cmd, timeout_ms);
 	fprintf(stderr, PROG ": unknown command \"%s\"\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

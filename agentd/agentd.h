@@ -34,11 +34,11 @@ struct encode_opts {
 };
 
 enum batch_state {
-	B_OPEN,	    /* taking records */
+	B_OPEN, /* taking records */
 	B_ENCODING, /* in a worker */
-	B_READY,    /* encoded, waiting for an upload slot */
+	B_READY, /* encoded, waiting for an upload slot */
 	B_INFLIGHT, /* a request is under way */
-	B_WAITING,  /* waiting for its retry time */
+	B_WAITING, /* waiting for its retry time */
 };
 
 struct batch {
@@ -46,39 +46,39 @@ struct batch {
 	struct agentd *d;
 	uint64_t seq; /* creation order, for agentctl flush */
 	enum batch_state state;
-	struct buf raw;	       /* struct rec_hdr + frame, back to back */
-	uint32_t nrec;	       /* records in raw */
-	uint32_t skipped;      /* records the encoder could not decode */
-	size_t est_json;       /* estimated JSON size, for [batch] max_bytes */
-	uint64_t first_ms;     /* loop time of its first record */
-	uint64_t not_before;   /* loop time before which it is not retried */
-	unsigned attempts;     /* requests made for it so far */
+	struct buf raw; /* struct rec_hdr + frame, back to back */
+	uint32_t nrec; /* records in raw */
+	uint32_t skipped; /* records the encoder could not decode */
+	size_t est_json; /* estimated JSON size, for [batch] max_bytes */
+	uint64_t first_ms; /* loop time of its first record */
+	uint64_t not_before; /* loop time before which it is not retried */
+	unsigned attempts; /* requests made for it so far */
 	uint64_t first_fail_ms; /* loop time of its first failed attempt */
-	unsigned splits;       /* times it was halved to isolate a poison record */
-	uint64_t split_ms;     /* loop time of the last halving */
-	uint64_t *spool_ids;   /* spool entries it holds (replay, mode = always) */
+	unsigned splits; /* times it was halved to isolate a poison record */
+	uint64_t split_ms; /* loop time of the last halving */
+	uint64_t *spool_ids; /* spool entries it holds (replay, mode = always) */
 	uint32_t nspool_ids;
-	struct buf body;       /* request body, gzipped or not */
-	size_t json_len;       /* body size before compression */
+	struct buf body; /* request body, gzipped or not */
+	size_t json_len; /* body size before compression */
 	bool gzipped;
-	long last_status;      /* HTTP status of the last attempt, 0 none */
-	char last_error[160];  /* what the last attempt said */
-	struct map_counts mc;  /* what the encoder changed */
+	long last_status; /* HTTP status of the last attempt, 0 none */
+	char last_error[160]; /* what the last attempt said */
+	struct map_counts mc; /* what the encoder changed */
 	struct encode_opts eo; /* settings when it was sealed */
 	int encode_err;
 	uv_work_t work;
-	void *req;	       /* the upload's request while in flight */
+	void *req; /* the upload's request while in flight */
 };
 
 /* The queue of batches in memory: bounded by [queue] max_records/max_bytes. */
 struct queue {
 	struct batch *head, *tail; /* every batch in memory, oldest first */
-	struct batch *open;	   /* the one taking records, if any */
-	size_t records;		   /* records in all batches */
-	size_t bytes;		   /* raw bytes in all batches */
-	unsigned encoding;	   /* batches in workers */
-	uv_timer_t timer;	   /* seals the open batch after interval_ms */
-	uint64_t next_seq;	   /* seq of the next batch */
+	struct batch *open; /* the one taking records, if any */
+	size_t records; /* records in all batches */
+	size_t bytes; /* raw bytes in all batches */
+	unsigned encoding; /* batches in workers */
+	uv_timer_t timer; /* seals the open batch after interval_ms */
+	uint64_t next_seq; /* seq of the next batch */
 };
 
 struct ingest;
@@ -97,7 +97,7 @@ struct agentd {
 	struct spool *spool;
 	struct control *ctl;
 	uint64_t start_ms; /* wall clock */
-	bool stopping;	   /* SIGTERM seen: no new records, flush, exit */
+	bool stopping; /* SIGTERM seen: no new records, flush, exit */
 	bool draining_done;
 	uv_timer_t shutdown_timer;
 	uv_signal_t sig_term, sig_int, sig_hup;

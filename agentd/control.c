@@ -52,6 +52,7 @@ struct client {
 	uint64_t missed; /* records not queued since the last notice */
 	/* flush */
 	uint64_t flush_seq;
+	uint64_t flush_timeout_ms; /* 0: none */
 	uint64_t flush_start_ms;
 	uint64_t flush_delivered, flush_spooled, flush_dropped;
 };
@@ -166,6 +167,17 @@ int control_parse_request(const char *line, size_t len, struct control_req *req,
 			q.service_len = json_string_length(sv);
 			memcpy(q.service, json_string_value(sv), q.service_len);
 			q.service[q.service_len] = 0;
+		}
+	}
+	if (q.cmd == CTL_FLUSH) {
+		json_t *t = json_object_get(j, "timeout_ms");
+		if (t && !json_is_null(t)) {
+			if (!json_is_integer(t) || json_integer_value(t) < 0 ||
+			    json_integer_value(t) > 24 * 3600 * 1000) {
+				seterr(err, errlen, "\"timeout_ms\" is not an integer of 0..86400000");
+				goto out;
+			}
+			q.timeout_ms = (uint64_t)json_integer_value(t);
 		}
 	}
 	*req = q;
@@ -985,7 +997,23 @@ static void control_on_record(struct agentd *d, const struct origin *o, const ap
 
 /* ---- commands ------------------------------------------------------------ */
 
-static void flush_done(struct client *c)
+/* Records of the flush still in memory, and whether any is being worked on. */
+static uint64_t flush_pending(struct client *c, bool *busy)
+{
+	uint64_t n = 0;
+	*busy = false;
+	for (struct batch *b = c->ctl->d->q.head; b; b = b->next) {
+		if (b->seq > c->flush_seq)
+			continue;
+		n += b->nrec ? b->nrec : 1;
+		if (b->state == B_ENCODING || b->state == B_READY || b->state == B_INFLIGHT)
+			*busy = true;
+	}
+	return n;
+}
+
+/* Answer the flush; pending records are those still queued (0: complete). */
+static void flush_done(struct client *c, uint64_t pending, const char *why)
 {
 	struct agentd *d = c->ctl->d;
 	uint64_t delivered = d->st.delivered - c->flush_delivered;
@@ -994,18 +1022,35 @@ static void flush_done(struct client *c)
 	uint64_t failed = dropped + (d->cfg.spool.mode == SPOOL_ALWAYS ? 0 : spooled);
 	c->flushing = false;
 	c->ctl->nflush--;
-	json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "ok", failed == 0, "delivered", (json_int_t)delivered,
-			      "failed", (json_int_t)failed, "spooled", (json_int_t)spooled, "dropped",
-			      (json_int_t)dropped, "waited_ms", (json_int_t)(now_ms(d) - c->flush_start_ms));
+	json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", failed == 0 && pending == 0, "delivered",
+			      (json_int_t)delivered, "failed", (json_int_t)failed, "spooled", (json_int_t)spooled,
+			      "dropped", (json_int_t)dropped, "pending", (json_int_t)pending, "waited_ms",
+			      (json_int_t)(now_ms(d) - c->flush_start_ms));
+	if (j && why)
+		json_object_set_new(j, "error", json_string(why));
+	else if (j && failed)
+		json_object_set_new(j, "error", json_string("some records were not delivered (spooled or dropped)"));
 	client_reply_json(c, j);
 }
 
-static bool flush_complete(struct client *c)
+/* Answer when the flush is complete, cannot complete now, or timed out. */
+static bool flush_check(struct client *c)
 {
-	for (struct batch *b = c->ctl->d->q.head; b; b = b->next)
-		if (b->seq <= c->flush_seq)
-			return false;
-	return true;
+	bool busy;
+	uint64_t pending = flush_pending(c, &busy);
+	if (!pending) {
+		flush_done(c, 0, NULL);
+		return true;
+	}
+	if (!busy && strcmp(upload_state_name(c->ctl->d), "down") == 0) {
+		flush_done(c, pending, "the upstream is down: records still queued, to be sent when it is back");
+		return true;
+	}
+	if (c->flush_timeout_ms && now_ms(c->ctl->d) - c->flush_start_ms >= c->flush_timeout_ms) {
+		flush_done(c, pending, "timed out with records still queued");
+		return true;
+	}
+	return false;
 }
 
 static void client_process(struct client *c);
@@ -1015,8 +1060,7 @@ static void on_flush_timer(uv_timer_t *t)
 	struct control *ctl = t->data;
 	for (struct client *c = ctl->clients, *next; c; c = next) {
 		next = c->next;
-		if (c->flushing && flush_complete(c)) {
-			flush_done(c);
+		if (c->flushing && flush_check(c)) {
 			if (!c->closing)
 				client_process(c);
 		}
@@ -1025,7 +1069,7 @@ static void on_flush_timer(uv_timer_t *t)
 		uv_timer_stop(&ctl->flush);
 }
 
-static void cmd_flush(struct client *c)
+static void cmd_flush(struct client *c, const struct control_req *q)
 {
 	struct control *ctl = c->ctl;
 	struct agentd *d = ctl->d;
@@ -1035,13 +1079,12 @@ static void cmd_flush(struct client *c)
 	c->flush_start_ms = now_ms(d);
 	queue_seal(d);
 	c->flush_seq = d->q.next_seq;
+	c->flush_timeout_ms = q->timeout_ms;
 	c->flushing = true;
 	ctl->nflush++;
 	upload_kick(d);
-	if (flush_complete(c)) {
-		flush_done(c);
+	if (flush_check(c))
 		return;
-	}
 	if (!uv_is_active((uv_handle_t *)&ctl->flush))
 		uv_timer_start(&ctl->flush, on_flush_timer, FLUSH_POLL_MS, FLUSH_POLL_MS);
 }
@@ -1108,7 +1151,7 @@ static void dispatch(struct client *c, const char *line, size_t len)
 		cmd_tail(c, &q);
 		break;
 	case CTL_FLUSH:
-		cmd_flush(c);
+		cmd_flush(c, &q);
 		break;
 	case CTL_RELOAD:
 		cmd_reload(c);

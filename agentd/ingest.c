@@ -103,8 +103,8 @@ static void take(struct ingest *in, struct origin *o, const uint8_t *frame, size
 	if (rc != AP_OK) {
 		d->st.malformed[-rc]++;
 		if (d->st.malformed[-rc] == 1)
-			log_warn("malformed record from pid %d (%s): skipped; further ones are only counted", (int)o->pid,
-				 ap_strerror(rc));
+			log_warn("malformed record from pid %d (%s): skipped; further ones are only counted",
+				 (int)o->pid, ap_strerror(rc));
 		return;
 	}
 	if (!o->comm[0])
@@ -443,7 +443,8 @@ int ingest_init(struct agentd *d)
 
 	int sfd = listenfds_take(LISTENFDS_STREAM, SOCK_STREAM);
 	if (sfd < 0 && sfd != -ENOENT) {
-		log_error("the socket passed as \"stream\" is unusable (%s): check agentd-stream.socket", strerror(-sfd));
+		log_error("the socket passed as \"stream\" is unusable (%s): check agentd-stream.socket",
+			  strerror(-sfd));
 		return sfd;
 	}
 	bool spassed = sfd >= 0;
@@ -467,7 +468,8 @@ int ingest_init(struct agentd *d)
 			return rc;
 		}
 		in->have_stream = true;
-		log_info("ingest: stream frames on %s", spassed ? "the socket systemd passed" : c->ingest.stream_socket);
+		log_info("ingest: stream frames on %s",
+			 spassed ? "the socket systemd passed" : c->ingest.stream_socket);
 	}
 	warn_qlen();
 	return 0;
@@ -479,6 +481,8 @@ void ingest_drain_and_stop(struct agentd *d)
 	if (!in || in->stopped)
 		return;
 	in->stopped = true;
+	if (in->dfd < 0)
+		return;
 	/* what the kernel already holds is ours to deliver */
 	while (read_dgrams(in, RECV_ROUNDS))
 		;
@@ -521,6 +525,11 @@ void ingest_close(struct agentd *d)
 		return;
 	ingest_drain_and_stop(d);
 	d->in = NULL;
+	if (in->dfd < 0) { /* start-up failed before the socket was there */
+		free(in->bufs);
+		free(in);
+		return;
+	}
 	/* the socket file stays: systemd may own it, and a stale one is replaced at start */
 	uv_close((uv_handle_t *)&in->dpoll, ingest_freed);
 	close(in->dfd);

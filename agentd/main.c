@@ -59,7 +59,8 @@ static void set_host(struct agentd *d)
 
 static void send_status(struct agentd *d)
 {
-	sdnotify_sendf(&notify, "STATUS=received %llu, delivered %llu, queued %zu, spooled %llu, dropped %llu; upstream %s",
+	sdnotify_sendf(&notify,
+		       "STATUS=received %llu, delivered %llu, queued %zu, spooled %llu, dropped %llu; upstream %s",
 		       (unsigned long long)d->st.received, (unsigned long long)d->st.delivered, d->q.records,
 		       (unsigned long long)d->st.spooled, (unsigned long long)stats_dropped_total(&d->st),
 		       upload_state_name(d));
@@ -179,7 +180,8 @@ int agentd_reload(struct agentd *d, char *msg, size_t msglen)
 	const struct config *o = &d->cfg;
 	bool restart_needed = strcmp(nc.ingest.socket, o->ingest.socket) != 0 ||
 			      strcmp(nc.ingest.stream_socket, o->ingest.stream_socket) != 0 ||
-			      strcmp(nc.control.socket, o->control.socket) != 0 || strcmp(nc.spool.dir, o->spool.dir) != 0 ||
+			      strcmp(nc.control.socket, o->control.socket) != 0 ||
+			      strcmp(nc.spool.dir, o->spool.dir) != 0 ||
 			      nc.ingest.max_record_bytes != o->ingest.max_record_bytes;
 	/* socket paths, the spool directory and max_record_bytes stay until a restart */
 	free(nc.ingest.socket);
@@ -291,6 +293,10 @@ int main(int argc, char **argv)
 	uv_timer_init(d.loop, &status_timer);
 	status_timer.data = &d;
 	uv_timer_init(d.loop, &watchdog_timer);
+	uv_signal_init(d.loop, &d.sig_term);
+	uv_signal_init(d.loop, &d.sig_int);
+	uv_signal_init(d.loop, &d.sig_hup);
+	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
 
 	if ((rc = spoolq_init(&d)) || (rc = upload_init(&d)) || (rc = ingest_init(&d)) || (rc = control_init(&d))) {
 		log_error("cannot start (%s): exiting", strerror(rc < 0 ? -rc : rc));
@@ -306,10 +312,6 @@ int main(int argc, char **argv)
 	}
 	listenfds_close_untaken();
 
-	uv_signal_init(d.loop, &d.sig_term);
-	uv_signal_init(d.loop, &d.sig_int);
-	uv_signal_init(d.loop, &d.sig_hup);
-	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
 	uv_signal_start(&d.sig_term, on_signal, SIGTERM);
 	uv_signal_start(&d.sig_int, on_signal, SIGINT);
 	uv_signal_start(&d.sig_hup, on_signal, SIGHUP);

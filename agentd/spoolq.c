@@ -42,7 +42,7 @@ static struct {
 	uv_work_t sync_work;
 	bool sync_busy;
 	bool timers;
-	bool stopped;	    /* shutdown: no more replay */
+	bool stopped; /* shutdown: no more replay */
 	/* mode = always: records appended and not yet handed out */
 	uint64_t pending;
 	uint64_t pending_since; /* loop time of the oldest of them */
@@ -90,7 +90,8 @@ int spoolq_share(struct agentd *d, struct batch *b, struct batch *b2)
 		if (!s) {
 			s = calloc(1, sizeof *s);
 			if (!s)
-				return -ENOMEM; /* the entry is acked early: at worst a duplicate is avoided, never a loss */
+				return -ENOMEM; /* the entry is acked early: at worst a duplicate is avoided, never a
+						   loss */
 			s->id = b->spool_ids[i];
 			s->refs = 1;
 			s->next = sq.shared;
@@ -162,9 +163,10 @@ static bool write_batch(struct agentd *d, struct batch *b)
 	int rc = spool_append(d->spool, b->raw.data, b->raw.len, b->nrec);
 	if (rc < 0) {
 		if (!sq.disk_episode)
-			log_error("cannot write to the spool %s (%s): keeping records in memory, dropping the oldest at "
-				  "the memory bound",
-				  d->cfg.spool.dir, strerror(-rc));
+			log_error(
+				"cannot write to the spool %s (%s): keeping records in memory, dropping the oldest at "
+				"the memory bound",
+				d->cfg.spool.dir, strerror(-rc));
 		sq.disk_episode = true;
 		sq.disk_failed++;
 		return false;
@@ -198,9 +200,10 @@ static bool persist(struct agentd *d, struct batch *b)
 static void mem_drop(struct agentd *d, struct batch *b, int reason)
 {
 	if (!sq.mem_episode)
-		log_error("memory bound reached ([queue] max_records %zu, max_bytes %zu)%s: dropping the oldest records",
-			  d->cfg.queue.max_records, d->cfg.queue.max_bytes,
-			  d->spool ? " and the spool cannot take them" : " and no spool is configured");
+		log_error(
+			"memory bound reached ([queue] max_records %zu, max_bytes %zu)%s: dropping the oldest records",
+			d->cfg.queue.max_records, d->cfg.queue.max_bytes,
+			d->spool ? " and the spool cannot take them" : " and no spool is configured");
 	sq.mem_episode = true;
 	sq.mem_dropped += b->nrec;
 	d->st.dropped[reason] += b->nrec;
@@ -292,7 +295,7 @@ bool spoolq_may_send_while_down(struct agentd *d, struct batch *b)
 {
 	if (upload_inflight(d) == 0)
 		return true; /* the probe */
-	persist(d, b);	     /* frees b when it could go to disk */
+	persist(d, b); /* frees b when it could go to disk */
 	return false;
 }
 
@@ -377,7 +380,8 @@ static void replay_more(struct agentd *d)
 		struct spool_entry e;
 		int rc;
 		while ((rc = spool_peek_next(d->spool, &e)) == 0) {
-			if (b && (b->nrec + e.nrecords > c->batch.max_records || b->raw.len + e.len > c->batch.max_bytes)) {
+			if (b &&
+			    (b->nrec + e.nrecords > c->batch.max_records || b->raw.len + e.len > c->batch.max_bytes)) {
 				spool_nack(d->spool, e.id);
 				free(e.blob);
 				break;

@@ -12,21 +12,21 @@
 #include "map.h"
 
 enum drop_reason {
-	DROP_QUEUE_FULL,	/* memory bound reached and no spool to take the overflow */
-	DROP_RETRIES,		/* retries exhausted and no spool */
-	DROP_REJECTED,		/* the server refused the record for good (dead letter) */
-	DROP_SHUTDOWN,		/* still queued at the shutdown deadline, no spool */
-	DROP_SPOOL_FULL,	/* oldest spool segment dropped to make room */
-	DROP_SPOOL_ERROR,	/* spool unwritable (disk full) and memory full */
+	DROP_QUEUE_FULL, /* memory bound reached and no spool to take the overflow */
+	DROP_RETRIES, /* retries exhausted and no spool */
+	DROP_REJECTED, /* the server refused the record for good (dead letter) */
+	DROP_SHUTDOWN, /* still queued at the shutdown deadline, no spool */
+	DROP_SPOOL_FULL, /* oldest spool segment dropped to make room */
+	DROP_SPOOL_ERROR, /* spool unwritable (disk full) and memory full */
 	DROP_NREASONS
 };
 
 /* Malformed input: the codec's classes (index -AP_E*), then agentd's own. */
 enum {
 	MAL_OVERSIZED_DGRAM = AP_NERRORS, /* datagram above max_record_bytes */
-	MAL_STREAM_FRAMING,		  /* bad length prefix on the stream socket */
-	MAL_FDS_PASSED,			  /* a datagram carried file descriptors */
-	MAL_NO_CREDENTIALS,		  /* the kernel gave no credentials */
+	MAL_STREAM_FRAMING, /* bad length prefix on the stream socket */
+	MAL_FDS_PASSED, /* a datagram carried file descriptors */
+	MAL_NO_CREDENTIALS, /* the kernel gave no credentials */
 	MAL_NREASONS
 };
 
@@ -42,24 +42,24 @@ struct sender {
 };
 
 struct stats {
-	uint64_t received;	   /* records accepted from the sockets */
-	uint64_t delivered;	   /* records the server confirmed */
-	uint64_t batches;	   /* requests that succeeded */
-	uint64_t requests;	   /* requests sent */
-	uint64_t retries;	   /* requests retried */
-	uint64_t spooled;	   /* records written to the spool */
-	uint64_t replayed;	   /* records read back from the spool and delivered */
-	uint64_t dead_letters;	   /* records isolated as poison */
-	uint64_t shim_dropped;	   /* drops reported by shims in their frames */
-	uint64_t bytes_json;	   /* request bodies before compression */
-	uint64_t bytes_wire;	   /* request bodies as sent */
+	uint64_t received; /* records accepted from the sockets */
+	uint64_t delivered; /* records the server confirmed */
+	uint64_t batches; /* requests that succeeded */
+	uint64_t requests; /* requests sent */
+	uint64_t retries; /* requests retried */
+	uint64_t spooled; /* records written to the spool */
+	uint64_t replayed; /* records read back from the spool and delivered */
+	uint64_t dead_letters; /* records isolated as poison */
+	uint64_t shim_dropped; /* drops reported by shims in their frames */
+	uint64_t bytes_json; /* request bodies before compression */
+	uint64_t bytes_wire; /* request bodies as sent */
 	uint64_t dropped[DROP_NREASONS];
 	uint64_t malformed[MAL_NREASONS];
 	struct map_counts mapped;
 	/* upstream */
-	long last_status;	  /* last HTTP status, 0 when none */
+	long last_status; /* last HTTP status, 0 when none */
 	uint64_t last_latency_us; /* last request's duration */
-	uint64_t last_ok_ms;	  /* wall-clock ms of the last success, 0 never */
+	uint64_t last_ok_ms; /* wall-clock ms of the last success, 0 never */
 	/* senders */
 	struct sender senders[SENDERS_MAX];
 	unsigned nsenders;

@@ -40,9 +40,9 @@ struct upload {
 	char *url;
 	unsigned inflight;
 	enum up_state state;
-	unsigned fails;		 /* consecutive failed requests, all batches */
-	uint64_t down_since_ms;	 /* wall clock */
-	uint64_t last_success;	 /* loop time of the last success */
+	unsigned fails; /* consecutive failed requests, all batches */
+	uint64_t down_since_ms; /* wall clock */
+	uint64_t last_success; /* loop time of the last success */
 	uint64_t retry_until_ms; /* wall clock, for status */
 	bool closing;
 };
@@ -60,7 +60,7 @@ struct req {
 	char resp[RESP_MAX];
 	size_t resp_len;
 	long retry_after_s; /* -1 none */
-	uint64_t sent_at;   /* loop time */
+	uint64_t sent_at; /* loop time */
 };
 
 static void check_done(struct upload *up);
@@ -350,17 +350,18 @@ static void retry_later(struct upload *up, struct batch *b, const char *what, lo
 	}
 	unsigned exp = up->state == UP_DOWN && up->fails > b->attempts ? up->fails : b->attempts;
 	uint64_t delay = retry_after_s >= 0 ? (uint64_t)retry_after_s * 1000 : backoff_ms(c, exp);
-	if (d->stopping) {
-		/* a retry past the deadline is useless: try again soon */
-		if (delay > 200)
-			delay = 200;
-	}
+	if (d->stopping && delay > 200)
+		delay = 200; /* a retry past the deadline is useless: try again soon */
 	d->st.retries++;
 	b->state = B_WAITING;
 	b->not_before = now_ms(d) + delay;
 	up->retry_until_ms = wall_ms() + delay;
-	log_warn("upload failed (%s), retry %u/%u in %.1f s", what, retries_done + 1, c->retry.max_retries,
-		 (double)delay / 1000.0);
+	if (d->stopping)
+		log_warn("upload failed (%s), shutting down: retry in %.1f s until the deadline", what,
+			 (double)delay / 1000.0);
+	else
+		log_warn("upload failed (%s), retry %u/%u in %.1f s", what, retries_done + 1, c->retry.max_retries,
+			 (double)delay / 1000.0);
 	if (up->state == UP_UP)
 		set_state(up, UP_RETRYING);
 }

@@ -238,7 +238,10 @@ class LogClient {
    * enableGlobalErrorHandler (or ENABLE_GLOBAL_ERROR_HANDLER=true);
    * maxBufferBytes (4 MiB): bound of what waits for the socket;
    * autoCaller (false): add function_name / file_path / line from the
-   * caller's stack (costs a stack capture per call).
+   * caller's stack (costs a stack capture per call);
+   * stallTimeoutMs (1000): a connection on which nothing could be written for
+   * that long is dropped (its queued records counted) and retried, so that a
+   * daemon that stopped reading never holds the process's exit up for longer.
    * The seed's transport options (batchSize, flushInterval,
    * enableCompression, ...) are accepted and ignored: agentd does that now.
    */
@@ -257,6 +260,9 @@ class LogClient {
     this.logType = options.logType || env.LOG_TYPE || null;
     this.maxBufferBytes = Math.max(options.maxBufferBytes || 4 * 1024 * 1024, 2 * STAGE_LOW);
     this.autoCaller = options.autoCaller === true;
+    this.stallTimeoutMs = options.stallTimeoutMs || 1000;
+    this._writesDone = 0;
+    this._stallTimer = null;
     this.dropped = 0; /* not handed over since the last record that was */
     this.droppedTotal = 0; /* since the client was created */
 
@@ -333,9 +339,28 @@ class LogClient {
   }
 
   _write(chunk, frames) {
-    this._sock.write(chunk, (err) => {
+    const sock = this._sock;
+    sock.write(chunk, (err) => {
       if (err) this._countDrop(frames);
+      else this._writesDone++;
     });
+    if (!this._stallTimer && sock.writableLength > 0) this._armStall(sock, this._writesDone);
+  }
+
+  /*
+   * A write that makes no progress for stallTimeoutMs (agentd alive but not
+   * reading) would keep the process alive: libuv waits for every pending
+   * write. Give up on that connection: the frames still queued are counted
+   * as dropped and the connection is retried with backoff.
+   */
+  _armStall(sock, doneBefore) {
+    this._stallTimer = setTimeout(() => {
+      this._stallTimer = null;
+      if (this._sock !== sock || sock.writableLength === 0) return;
+      if (this._writesDone === doneBefore) sock.destroy();
+      else this._armStall(sock, this._writesDone);
+    }, this.stallTimeoutMs);
+    this._stallTimer.unref();
   }
 
   _countDrop(n) {
@@ -692,6 +717,10 @@ class LogClient {
     if (this._retryTimer) {
       clearTimeout(this._retryTimer);
       this._retryTimer = null;
+    }
+    if (this._stallTimer) {
+      clearTimeout(this._stallTimer);
+      this._stallTimer = null;
     }
     const sock = this._sock;
     this._sock = null;

@@ -11,6 +11,7 @@ received, and how many of those the client counted as dropped).
 """
 
 import argparse
+import inspect
 import multiprocessing
 import os
 import socket
@@ -39,6 +40,55 @@ def reader(path, ready, stop, counts):
                 break
     counts.value = n
     s.close()
+
+
+class SeedStyle:
+    """The per-call work of the seed's in-process client, for a baseline in
+    the same run: build a dict record, take the caller from the frame, merge
+    two context variables and the defaults, append to a bounded deque."""
+
+    def __init__(self):
+        import collections
+        import contextvars
+        self.queue = collections.deque(maxlen=10000)
+        self.ctx = (contextvars.ContextVar("request", default=None), contextvars.ContextVar("user", default=None))
+        self.defaults = {"service": "bench", "environment": "test", "service_version": "v0.0.0-dev",
+                         "log_type": "BACKEND"}
+
+    def info(self, message, auto_caller=True, **kwargs):
+        # the seed's convenience method: caller from two frames up, then log()
+        if auto_caller:
+            f = inspect.currentframe()
+            if f and f.f_back:
+                kwargs.setdefault("function_name", f.f_back.f_code.co_name)
+                kwargs.setdefault("file_path", f.f_back.f_code.co_filename)
+        self._adjusted("INFO", message, auto_caller, **kwargs)
+
+    def _adjusted(self, level, message, auto_caller, **kwargs):
+        self.log(level, message, auto_caller=False, **kwargs)
+
+    def log(self, level, message, auto_caller=True, **kwargs):
+        e = {"level": level, "message": message, "created_at": time.time(), **kwargs}
+        for var in self.ctx:
+            c = var.get()
+            if c:
+                for k, v in c.items():
+                    e.setdefault(k, v)
+        for k, v in self.defaults.items():
+            e.setdefault(k, v)
+        self.queue.append(e)
+
+
+def baseline(n=100000):
+    s = SeedStyle()
+    pc = time.perf_counter_ns
+    lat = [0] * n
+    for i in range(n):
+        t0 = pc()
+        s.info("request handled", user_id="u-42", path="/api/pay", status=200, ms=12.5)
+        lat[i] = pc() - t0
+    lat.sort()
+    return lat[n // 2] / 1000, lat[int(n * 0.99)] / 1000
 
 
 def run(rate, seconds, path, ctx):
@@ -85,6 +135,14 @@ def main():
     d = tempfile.mkdtemp(prefix="agentlog-bench-")
     print("agentlog (Python %s) against a draining reader, %.1f s per rate"
           % (sys.version.split()[0], args.seconds))
+    try:
+        with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+            print("net.unix.max_dgram_qlen = %s (datagrams a receiver can have queued)" % f.read().strip())
+    except OSError:
+        pass
+    b50, b99 = baseline()
+    print("baseline, seed-style in-process enqueue: p50 %.2f us, p99 %.2f us (goal: p50 <= %.2f us)"
+          % (b50, b99, 1.25 * b50))
     print("%8s %9s %9s %9s %9s %8s" % ("rate/s", "sent", "p50 us", "p99 us", "loss", "dropped"))
     for rate in (int(r) for r in args.rates.split(",")):
         r = run(rate, args.seconds, os.path.join(d, "ingest.sock"), ctx)

@@ -244,7 +244,8 @@ function runChild(code, env) {
     const child = spawn(process.execPath, ['-e', code], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => { stderr += d; });
-    child.on('exit', (code) => resolve({ code, stderr }));
+    const t = setTimeout(() => child.kill('SIGKILL'), 15000);
+    child.on('exit', (code) => { clearTimeout(t); resolve({ code, stderr }); });
   });
 }
 
