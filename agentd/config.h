@@ -40,7 +40,7 @@ struct config {
 		unsigned connect_timeout_ms;
 		unsigned max_inflight;
 		char *token_file; /* empty: no Authorization header */
-		char *ca_file;	  /* empty: the system's CAs */
+		char *ca_file; /* empty: the system's CAs */
 		bool tls_verify;
 	} upstream;
 	struct {

@@ -273,7 +273,11 @@ int queue_push(struct agentd *d, const struct origin *o, const void *frame, uint
 		d->q.open = b;
 		uv_timer_start(&d->q.timer, on_interval, c->batch.interval_ms, 0);
 	}
-	if (buf_reserve(&b->raw, sz)) {
+	/* a batch's first block holds many records: fewer reallocations */
+	size_t want = sz;
+	if (!b->raw.cap && want < 64 * 1024 && b->raw.max >= 64 * 1024)
+		want = 64 * 1024;
+	if (buf_reserve(&b->raw, want)) {
 		d->st.dropped[DROP_QUEUE_FULL]++;
 		return -ENOBUFS;
 	}

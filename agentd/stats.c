@@ -29,6 +29,13 @@ const char *stats_malformed_name(int reason)
 void stats_sender_seen(struct stats *s, const struct origin *o, uint32_t shim_drops, uint64_t now_ms)
 {
 	struct sender *victim = NULL;
+	struct sender *last = &s->senders[s->last_sender];
+	if (s->last_sender < s->nsenders && last->pid == o->pid && last->uid == o->uid) {
+		last->records++; /* the common case: the same sender again */
+		last->drops += shim_drops;
+		last->last_seen_ms = now_ms;
+		return;
+	}
 	for (unsigned i = 0; i < s->nsenders; i++) {
 		struct sender *e = &s->senders[i];
 		if (e->pid == o->pid && e->uid == o->uid) {
@@ -37,6 +44,7 @@ void stats_sender_seen(struct stats *s, const struct origin *o, uint32_t shim_dr
 			e->last_seen_ms = now_ms;
 			if (o->comm[0] && strcmp(e->comm, o->comm) != 0)
 				memcpy(e->comm, o->comm, sizeof e->comm);
+			s->last_sender = i;
 			return;
 		}
 		if (!victim || e->records < victim->records)
@@ -52,4 +60,5 @@ void stats_sender_seen(struct stats *s, const struct origin *o, uint32_t shim_dr
 	victim->records = base + 1;
 	victim->drops = shim_drops;
 	victim->last_seen_ms = now_ms;
+	s->last_sender = (unsigned)(victim - s->senders);
 }

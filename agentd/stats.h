@@ -63,6 +63,7 @@ struct stats {
 	/* senders */
 	struct sender senders[SENDERS_MAX];
 	unsigned nsenders;
+	unsigned last_sender; /* index of the last one seen */
 };
 
 static inline uint64_t stats_dropped_total(const struct stats *s)

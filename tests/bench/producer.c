@@ -145,9 +145,10 @@ static int send_syslog(int fd, const struct rec *r, const char *host, int pid)
 	}
 	int n = snprintf(dgram, sizeof dgram,
 			 "<%d>1 %s.%06ldZ %s checkout %d - [m@32473 level=\"%s\" service=\"checkout\" "
-			 "trace_id=\"%s\" region=\"%s\" shard=\"%" PRId64 "\" ratio=\"%.4f\"] %s",
+			 "trace_id=\"%s\" func=\"%s\" file=\"%s\" line=\"%d\" region=\"%s\" shard=\"%" PRId64
+			 "\" ratio=\"%.4f\"] %s",
 			 16 * 8 + syslog_sev[r->level], stamp, ts.tv_nsec / 1000, host, pid, level_names[r->level],
-			 r->trace, r->region, r->shard, r->ratio, r->msg);
+			 r->trace, __func__, __FILE__, __LINE__, r->region, r->shard, r->ratio, r->msg);
 	if (n < 0 || (size_t)n >= sizeof dgram)
 		return -EINVAL;
 	return send(fd, dgram, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n ? 0 : -errno;
