@@ -686,8 +686,10 @@ class LogClient {
     this._flushStage();
     if (!this._connected && this._pendingBytes === 0) return Promise.resolve();
     return new Promise((resolve) => {
+      /* ref'd: a caller awaiting flush() is not cut off by the process
+       * exiting underneath it (everything else is unref'd); bounded by
+       * timeoutMs */
       const timer = setTimeout(finish, timeoutMs);
-      timer.unref();
       let done = false;
       function finish() {
         if (done) return;
@@ -732,27 +734,41 @@ class LogClient {
     }
     if (sock) {
       await new Promise((resolve) => {
-        sock.once('close', resolve);
-        sock.end();
+        /* ref'd while closing, so that the code after `await close()` runs;
+         * the timer bounds it */
         const t = setTimeout(() => sock.destroy(), timeoutMs);
-        t.unref();
+        sock.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        sock.end();
       });
     }
   }
 
-  /* Write what is staged now, synchronously, when that cannot interleave with
-   * a pending asynchronous write (used when the process is about to die). */
+  /*
+   * Write what is staged now, synchronously (used when the process is about to
+   * die). Also before Node has seen the connection complete: a Unix socket's
+   * connect() finishes at once in the kernel, so a crash at start-up, before
+   * the first event-loop turn, is still logged. Not when an asynchronous write
+   * is under way (the bytes would interleave).
+   */
   flushSync() {
     const sock = this._sock;
-    if (!this._connected || !sock || sock.writableLength !== 0 || this._pendingBytes !== 0 || this._pos === 0) return false;
+    if (!sock || this._closed || (this._connected && sock.writableLength !== 0)) return false;
     const fd = sock._handle && sock._handle.fd;
     if (typeof fd !== 'number' || fd < 0) return false;
+    const chunks = this._connected ? [] : this._pending.map((p) => p[0]);
+    if (this._pos) chunks.push(this._stage.subarray(0, this._pos));
+    if (chunks.length === 0) return false;
+    const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+    const frames = this._frames + (this._connected ? 0 : this._pending.reduce((n, p) => n + p[1], 0));
     const fs = require('fs');
     let off = 0;
     const deadline = Date.now() + 200;
-    while (off < this._pos && Date.now() < deadline) {
+    while (off < data.length && Date.now() < deadline) {
       try {
-        off += fs.writeSync(fd, this._stage, off, this._pos - off);
+        off += fs.writeSync(fd, data, off, data.length - off);
       } catch (e) {
         if (e.code !== 'EAGAIN') break;
       }
@@ -760,6 +776,16 @@ class LogClient {
     if (off === 0) return false;
     this._pos = 0;
     this._frames = 0;
+    if (!this._connected) {
+      this._pending = [];
+      this._pendingBytes = 0;
+    }
+    if (off < data.length) {
+      /* a frame cut in the middle: this connection cannot be used again */
+      this._countDrop(frames);
+      sock.destroy();
+      return false;
+    }
     return true;
   }
 

@@ -430,6 +430,8 @@ def test_mode_always_sigkill_under_socket_activation_loses_nothing(agentd, pg, w
                f"{rows} rows, {rows - n} duplicates")
         p.send_signal(signal.SIGTERM)
         assert p.wait(30 * harness.SCALE) == 0, a.stderr()
+        if os.environ.get("SPOOL_DEBUG"):
+            print(a.stderr())
     except BaseException:
         print(f"----- agentd stderr ({a.dir}) -----\n{a.stderr()}")
         raise
