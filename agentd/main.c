@@ -45,15 +45,21 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Workers read d->host while they encode: it is written only when it changes. */
 static void set_host(struct agentd *d)
 {
-	const char *h = d->cfg.agentd.hostname;
-	if (h && h[0]) {
-		snprintf(d->host, sizeof d->host, "%s", h);
-	} else if (gethostname(d->host, sizeof d->host - 1) < 0) {
-		snprintf(d->host, sizeof d->host, "localhost");
-	}
-	d->host[sizeof d->host - 1] = 0;
+	char h[sizeof d->host];
+	const char *cfg = d->cfg.agentd.hostname;
+	if (cfg && cfg[0])
+		snprintf(h, sizeof h, "%s", cfg);
+	else if (gethostname(h, sizeof h - 1) < 0)
+		snprintf(h, sizeof h, "localhost");
+	h[sizeof h - 1] = 0;
+	if (strcmp(h, d->host) == 0)
+		return;
+	if (d->host[0])
+		log_info("host name is now %s", h);
+	memcpy(d->host, h, sizeof h);
 	d->host_len = strlen(d->host);
 }
 
@@ -123,8 +129,9 @@ void agentd_maybe_exit(struct agentd *d)
 static void on_deadline(uv_timer_t *t)
 {
 	struct agentd *d = t->data;
-	log_warn("shutdown_timeout_ms (%u) passed with %zu records not delivered: persisting them",
-		 d->cfg.agentd.shutdown_timeout_ms, d->q.records);
+	if (!d->draining_done && d->q.head)
+		log_warn("shutdown: %zu records not delivered yet: persisting them", d->q.records);
+	uv_timer_stop(&d->shutdown_timer);
 	spoolq_deadline(d);
 	upload_abort_all(d);
 	for (struct batch *b = d->q.head, *next; b; b = next) {
@@ -158,6 +165,12 @@ static void begin_shutdown(struct agentd *d, const char *why)
 		if (b->state == B_WAITING)
 			b->not_before = 0;
 	spoolq_shutdown_begin(d);
+	if (strcmp(upload_state_name(d), "down") == 0 && d->q.head) {
+		/* waiting out the deadline would not help: persist now */
+		log_warn("upstream is down: persisting %zu records now", d->q.records);
+		on_deadline(&d->shutdown_timer);
+		return;
+	}
 	upload_kick(d);
 	agentd_maybe_exit(d);
 }
@@ -177,34 +190,38 @@ int agentd_reload(struct agentd *d, char *msg, size_t msglen)
 		sdnotify_send(&notify, "READY=1");
 		return rc;
 	}
+	/* sockets, the spool and the control socket are set up once: their
+	 * settings change at the next start, and the running ones are kept */
 	const struct config *o = &d->cfg;
-	bool restart_needed = strcmp(nc.ingest.socket, o->ingest.socket) != 0 ||
-			      strcmp(nc.ingest.stream_socket, o->ingest.stream_socket) != 0 ||
-			      strcmp(nc.control.socket, o->control.socket) != 0 ||
-			      strcmp(nc.spool.dir, o->spool.dir) != 0 ||
-			      nc.ingest.max_record_bytes != o->ingest.max_record_bytes;
-	/* socket paths, the spool directory and max_record_bytes stay until a restart */
+	bool restart_needed =
+		strcmp(nc.ingest.socket, o->ingest.socket) || strcmp(nc.ingest.stream_socket, o->ingest.stream_socket) ||
+		nc.ingest.socket_mode != o->ingest.socket_mode ||
+		nc.ingest.stream_socket_mode != o->ingest.stream_socket_mode ||
+		nc.ingest.max_record_bytes != o->ingest.max_record_bytes ||
+		nc.ingest.receive_buffer_bytes != o->ingest.receive_buffer_bytes ||
+		strcmp(nc.control.socket, o->control.socket) || nc.control.socket_mode != o->control.socket_mode ||
+		nc.control.max_clients != o->control.max_clients || strcmp(nc.spool.dir, o->spool.dir) ||
+		nc.spool.max_bytes != o->spool.max_bytes || nc.spool.segment_bytes != o->spool.segment_bytes ||
+		nc.spool.fsync != o->spool.fsync || nc.spool.fsync_interval_ms != o->spool.fsync_interval_ms ||
+		nc.spool.mode != o->spool.mode;
+	unsigned max_stream_clients = nc.ingest.max_stream_clients;
 	free(nc.ingest.socket);
-	nc.ingest.socket = d->cfg.ingest.socket;
-	d->cfg.ingest.socket = NULL;
 	free(nc.ingest.stream_socket);
-	nc.ingest.stream_socket = d->cfg.ingest.stream_socket;
-	d->cfg.ingest.stream_socket = NULL;
 	free(nc.control.socket);
-	nc.control.socket = d->cfg.control.socket;
-	d->cfg.control.socket = NULL;
 	free(nc.spool.dir);
-	nc.spool.dir = d->cfg.spool.dir;
-	d->cfg.spool.dir = NULL;
-	nc.ingest.max_record_bytes = o->ingest.max_record_bytes;
+	nc.ingest = o->ingest;
+	nc.ingest.max_stream_clients = max_stream_clients;
+	nc.control = o->control;
+	nc.spool = o->spool;
+	d->cfg.ingest.socket = d->cfg.ingest.stream_socket = d->cfg.control.socket = d->cfg.spool.dir = NULL;
 	config_free(&d->cfg);
 	d->cfg = nc;
 	log_set_level(d->cfg.agentd.log_level);
 	set_host(d);
 	rc = upload_reconfigure(d);
 	snprintf(msg, msglen, "reloaded %s%s%s", d->cfg.path,
-		 restart_needed ? " (socket paths, spool dir and max_record_bytes change at the next restart)" : "",
-		 rc ? "; the token file could not be read: requests go without it" : "");
+		 restart_needed ? " (changes to [ingest] sockets, [control] and [spool] apply at the next start)" : "",
+		 rc ? "; the token file could not be read: the previous token stays in use" : "");
 	log_info("%s", msg);
 	sdnotify_send(&notify, "READY=1");
 	return 0;

@@ -198,6 +198,12 @@ static void after_encode(uv_work_t *w, int status)
 		return;
 	}
 	b->state = B_READY;
+	if (d->draining_done) {
+		/* the shutdown deadline passed while it was in a worker */
+		spoolq_shutdown(d, b);
+		agentd_maybe_exit(d);
+		return;
+	}
 	upload_kick(d);
 }
 

@@ -31,9 +31,18 @@ unit: $(UNIT_BINS)
 e2e: all
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
+# The Python and Node.js shims' own suites (their end-to-end tests are in e2e).
+.PHONY: shims
+shims:
+	$(PYTHON) -m pytest -q -p no:cacheprovider libagent/python/tests
+	@command -v node >/dev/null 2>&1 || { echo "shims: no node on PATH: the Node.js shim's tests cannot run" \
+		"(make deps installs Debian's nodejs)" >&2; exit 1; }
+	node --test libagent/node/test/
+
 check: deps
 	$(MAKE) all unit
 	$(MAKE) BUILD=build-asan SAN=1 unit
+	$(MAKE) shims
 	$(MAKE) e2e
 
 run: deps

@@ -98,8 +98,9 @@ static void make_record(struct rec *r, uint64_t *rng, int proc, uint64_t seq)
 	r->level = pick < 20 ? 0 : pick < 170 ? 1 : pick < 820 ? 2 : pick < 920 ? 3 : pick < 990 ? 4 : 5;
 	switch (seq % 4) {
 	case 0:
-		snprintf(r->msg, sizeof r->msg, "GET /api/v1/orders/%u completed with status %u in %u ms, %u bytes sent",
-			 u1, r->level >= 4 ? 500u : 200u, u2, u3);
+		snprintf(r->msg, sizeof r->msg,
+			 "GET /api/v1/orders/%u completed with status %u in %u ms, %u bytes sent", u1,
+			 r->level >= 4 ? 500u : 200u, u2, u3);
 		break;
 	case 1:
 		snprintf(r->msg, sizeof r->msg, "payment %u for customer %u authorised: amount %u.%02u EUR in %u ms",
@@ -110,8 +111,9 @@ static void make_record(struct rec *r, uint64_t *rng, int proc, uint64_t seq)
 			 (unsigned)(a >> 16), u2 % 16, u3);
 		break;
 	default:
-		snprintf(r->msg, sizeof r->msg, "worker %d processed job %u from queue emails after %u retries, depth %u",
-			 proc, u1, u2 % 5, u3);
+		snprintf(r->msg, sizeof r->msg,
+			 "worker %d processed job %u from queue emails after %u retries, depth %u", proc, u1, u2 % 5,
+			 u3);
 		break;
 	}
 	snprintf(r->trace, sizeof r->trace, "%016" PRIx64 "%016" PRIx64, xorshift(rng), seq);

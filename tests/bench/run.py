@@ -492,7 +492,7 @@ def profile(workdir, sink, compress, rate, procs, seconds):
     data = os.path.join(a.dir, "perf.data")
     try:
         time.sleep(0.3)
-        rec = spawn([perf, "record", "-q", "-F", "999", "-g", "-o", data, "-p", str(a.proc.pid)],
+        rec = spawn([perf, "record", "-q", "-F", "999", "-o", data, "-p", str(a.proc.pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         produce(a.sock, "agent", rate, procs, seconds)
@@ -500,20 +500,57 @@ def profile(workdir, sink, compress, rate, procs, seconds):
         stop(rec, signal.SIGINT, timeout=30)
     finally:
         a.stop()
-    rep = subprocess.run([perf, "report", "-i", data, "--no-children", "--stdio", "-g", "none",
-                          "--percent-limit", "1.5", "--sort", "dso,sym"], capture_output=True, text=True, timeout=120)
+    rep = subprocess.run([perf, "report", "-i", data, "--no-children", "--stdio", "-g", "none", "--sort", "dso,sym"],
+                         capture_output=True, text=True, timeout=180)
     rows = []
     for line in rep.stdout.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.+)$", line)
         if m:
             rows.append((float(m.group(1)), m.group(2), m.group(3).strip()))
-    thr = subprocess.run([perf, "report", "-i", data, "--no-children", "--stdio", "-g", "none", "--sort", "comm"],
-                         capture_output=True, text=True, timeout=120)
-    threads = []
+    cats = {}
+    for pc, dso, sym in rows:
+        c = categorize(dso, sym)
+        cats[c] = cats.get(c, 0.0) + pc
+    thr = subprocess.run([perf, "report", "-i", data, "--no-children", "--stdio", "-g", "none", "--sort", "pid"],
+                         capture_output=True, text=True, timeout=180)
+    loop = pool = 0.0
     for line in thr.stdout.splitlines():
-        m = re.match(r"\s*([\d.]+)%\s+(.+)$", line)
-        if m and not line.lstrip().startswith("#"):
-            threads.append((float(m.group(1)), m.group(2).strip()))
+        m = re.match(r"\s*([\d.]+)%\s+(\d+):", line)
+        if m:
+            if int(m.group(2)) == a.proc.pid:
+                loop += float(m.group(1))
+            else:
+                pool += float(m.group(1))
+    threads = [(loop, "loop thread (ingest, batching, HTTP)"), (pool, "other threads (libuv pool: map, encode, gzip)")]
+    top = [r for r in rows if r[0] >= 1.0][:20]
+    return {"compress": compress, "rate": rate, "procs": procs, "symbols": top, "threads": threads,
+            "categories": sorted(cats.items(), key=lambda kv: -kv[1])}
+
+
+def categorize(dso, sym):
+    if "libz" in dso:
+        return "zlib (deflate, crc32)"
+    if any(k in sym for k in ("printf", "hack_digit", "mpn_", "strtod", "round_and_return", "str_to_mpn", "_IO_",
+                              "outstring", "strchrnul")):
+        return "libc number formatting and parsing (printf-family, strtod)"
+    if any(k in sym for k in ("malloc", "free", "realloc", "_int_", "tcache", "calloc")):
+        return "malloc / free"
+    if any(k in sym for k in ("memmove", "memcpy", "memset", "memchr", "strlen")):
+        return "libc memcpy / memmove / strlen"
+    if dso == "agentd":
+        return f"agentd: {sym}"
+    if dso.startswith("["):
+        if any(k in sym for k in ("unix", "recv", "copy_to_iter", "skb", "sock", "slab", "kmem", "cmsg", "pid",
+                                  "memcg", "copy_user", "iovec", "obj_stock", "cred")):
+            return "kernel: datagram receive (recvmmsg, credentials)"
+        if any(k in sym for k in ("schedule", "switch", "futex", "epoll", "hrtimer", "wake", "irq_", "tick", "enqueue",
+                                  "dequeue", "update_", "pick_", "ttwu", "select_task", "balance", "syscall")):
+            return "kernel: scheduling, wakeups, epoll, futex"
+        if any(k in sym for k in ("page_fault", "anonymous_page", "clear_page", "irqentry", "handle_mm", "pte",
+                                  "lru", "folio", "munmap", "mmap", "zap_")):
+            return "kernel: page faults, mmap/munmap (fresh buffers every batch)"
+        return "kernel: other"
+    return f"{dso}"
     return {"compress": compress, "rate": rate, "procs": procs, "symbols": rows[:25], "threads": threads}
 
 
@@ -751,10 +788,15 @@ def report(out, data, quick):
     if data.get("profiles"):
         w("## Where agentd's time goes\n")
         for p in data["profiles"]:
-            w(f"`perf record -g` on agentd, compress = {p['compress']}, {fmt_k(p['rate'])}/s from {p['procs']} "
-              "processes (self time, symbols ≥ 1.5%):\n")
+            w(f"`perf record` on agentd, compress = {p['compress']}, {fmt_k(p['rate'])}/s from {p['procs']} "
+              "processes (self time):\n")
             if p["threads"]:
                 w("Threads: " + ", ".join(f"{t} {pc:.1f}%" for pc, t in p["threads"]) + "\n")
+            w("| share of agentd's CPU | where |\n|---:|---|")
+            for c, pc in p["categories"]:
+                if pc >= 0.5:
+                    w(f"| {pc:.1f}% | {c} |")
+            w("\nTop symbols:\n")
             w("| self | object | symbol |\n|---:|---|---|")
             for pc, dso, sym in p["symbols"]:
                 w(f"| {pc:.1f}% | {dso} | `{sym}` |")
@@ -791,9 +833,13 @@ def evaluate(data):
                             f"bound: the sweep stops at {fmt_k(max(r['rate'] for r in runs))})",
                   "ok": best_a_gz >= 8 * best_s})
     else:
+        # no loss-free rate at all: its best delivered rate bounds it from above
+        top = max((r["delivered"] / r["elapsed"] for r in runs if r["agent"] == slg and r["elapsed"]), default=0)
         g.append({"goal": "≥ 8x syslog-ng's highest loss-free rate",
-                  "figure": f"syslog-ng lost records at every rate of the sweep; agentd {best_a:,.0f}/s",
-                  "ok": best_a > 0})
+                  "figure": f"syslog-ng lost records at every rate of the sweep; its loss-free rate is below its "
+                            f"best delivered rate, {top:,.0f}/s; agentd (gzip 1) {best_a_gz:,.0f}/s: more than "
+                            f"{best_a_gz / top:.1f}x" if top else "no syslog-ng figures",
+                  "ok": bool(top) and best_a_gz >= 8 * top})
     # CPU per record at the rates where both delivered everything
     pairs = []
     for r in runs:
@@ -864,8 +910,21 @@ def main():
     ap.add_argument("--out", default=HERE, help="where results.md and chart.png go")
     ap.add_argument("--seconds", type=int, help="seconds of offered load per run")
     ap.add_argument("--skip", default="", help="comma-separated: sweep,levels,e2e,profile,shim")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write results.md again from the last run's results.json (after editing profile-note.md)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if args.report_only:
+        with open(os.path.join(BUILD, "bench", "results.json")) as f:
+            data = json.load(f)
+        note = os.path.join(HERE, "profile-note.md")
+        if os.path.exists(note):
+            with open(note) as f:
+                data["profile_note"] = f.read().strip()
+        evaluate(data)
+        report(args.out, data, data.get("quick", False))
+        log(f"wrote {os.path.join(args.out, 'results.md')}")
+        return
     for b in (AGENTD, SINK, PRODUCER):
         if not os.access(b, os.X_OK):
             sys.exit(f"bench: {b} is not built (make bench-build)")
@@ -881,7 +940,7 @@ def main():
     _cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
     # runuser (PostgreSQL) needs to reach the temp dir
     os.chmod(workdir, 0o755)
-    data = {"machine": machine(), "seconds": seconds, "runs": []}
+    data = {"machine": machine(), "seconds": seconds, "runs": [], "quick": args.quick}
     log(f"{data['machine']['nproc']} CPUs, {data['machine']['cpu']}, load {data['machine']['load_start']}")
     data["qlen"] = shipped_qlen()
     data["qlen_old"] = set_qlen(data["qlen"])
@@ -908,7 +967,7 @@ def main():
                                         for c in ("gzip", "none")) if p]
     if "e2e" not in skip:
         try:
-            data["e2e"] = end_to_end(workdir, [25000] if args.quick else [25000, 100000], 4,
+            data["e2e"] = end_to_end(workdir, [10000] if args.quick else [10000, 25000], 4,
                                      seconds if not args.quick else 2)
         except Exception as e:  # PostgreSQL or the receiver missing: say so, keep the rest
             log(f"end to end skipped: {e}")

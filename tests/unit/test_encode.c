@@ -74,9 +74,9 @@ static void add_record(uint32_t i, size_t pad)
 	ck_assert_uint_lt(pad + (size_t)n, sizeof msg - 1024);
 	memset(msg + n, 'x', pad);
 	ap_writer_t w;
-	ck_assert_int_eq(ap_writer_init(&w, frame, sizeof frame, AP_INFO, 1732800000000000000ull + i, 0, msg,
-					(size_t)n + pad),
-			 0);
+	ck_assert_int_eq(
+		ap_writer_init(&w, frame, sizeof frame, AP_INFO, 1732800000000000000ull + i, 0, msg, (size_t)n + pad),
+		0);
 	ck_assert_int_eq(ap_put_int64(&w, "seq", 3, i), 0);
 	ck_assert_int_eq(ap_put_string(&w, "note", 4, "hello", 5), 0);
 	size_t len = ap_writer_finish(&w);
