@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -130,6 +131,14 @@ int encode_batch(struct batch *b, const struct encode_opts *o);
 int encode_gzip(struct buf *out, const void *in, size_t len, int level);
 
 /* upload.c */
+enum upload_outcome { UPLOAD_OK, UPLOAD_RETRY, UPLOAD_REJECT };
+/* What an HTTP status means for a batch (0: no answer at all). */
+int upload_classify(long status);
+/* Delay before retry number attempt: exponential from initial_backoff_ms,
+ * capped at max_backoff_ms, with 80-120% jitter. */
+uint64_t upload_backoff_ms(const struct config *c, unsigned attempt);
+/* A Retry-After value (delta-seconds or HTTP-date) in seconds, 0..3600, or -1. */
+long upload_parse_retry_after(const char *value, size_t len, time_t now);
 int upload_init(struct agentd *d);
 /* A batch is ready: send it when a slot is free. */
 void upload_kick(struct agentd *d);

@@ -38,8 +38,8 @@ int encode_batch(struct batch *b, const struct encode_opts *o)
 {
 	struct buf json;
 	buf_init(&json, o->max_body);
-	if (buf_reserve(&json, b->est_json + 64) && buf_reserve(&json, 4096))
-		return -ENOMEM;
+	size_t first = b->est_json + 64;
+	(void)buf_reserve(&json, first < o->max_body ? first : o->max_body); /* a hint: growth is capped anyway */
 	buf_puts(&json, "{\"logs\":[");
 	size_t off = 0;
 	uint32_t n = 0;
@@ -50,10 +50,8 @@ int encode_batch(struct batch *b, const struct encode_opts *o)
 		if (off + rec_size(h->len) > b->raw.len)
 			break;
 		off += rec_size(h->len);
-		if (ap_decode(rec_frame(h), h->len, 0, &r) != AP_OK) {
-			b->skipped++;
+		if (ap_decode(rec_frame(h), h->len, 0, &r) != AP_OK)
 			continue;
-		}
 		if (n && (rc = buf_putc(&json, ',')))
 			break;
 		if ((rc = map_record(&json, &r, &h->origin, o->host, o->host_len, &b->mc)))
@@ -66,6 +64,8 @@ int encode_batch(struct batch *b, const struct encode_opts *o)
 		buf_free(&json);
 		return -EMSGSIZE;
 	}
+	/* what did not make it into the body: corrupt or cut records */
+	b->skipped = b->nrec > n ? b->nrec - n : 0;
 	b->json_len = json.len;
 	buf_free(&b->body);
 	if (o->compress_min_records && n >= o->compress_min_records) {

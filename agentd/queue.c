@@ -143,6 +143,7 @@ struct batch *queue_split(struct agentd *d, struct batch *b)
 	b2->seq = b->seq;
 	if (spoolq_share(d, b, b2)) {
 		buf_free(&b2->raw);
+		free(b2->spool_ids);
 		free(b2);
 		return NULL;
 	}

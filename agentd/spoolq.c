@@ -78,28 +78,46 @@ int spoolq_share(struct agentd *d, struct batch *b, struct batch *b2)
 	(void)d;
 	if (!b->nspool_ids)
 		return 0;
-	b2->spool_ids = malloc(b->nspool_ids * sizeof *b2->spool_ids);
-	if (!b2->spool_ids)
-		return -ENOMEM;
-	memcpy(b2->spool_ids, b->spool_ids, b->nspool_ids * sizeof *b2->spool_ids);
-	b2->nspool_ids = b->nspool_ids;
+	/* take every node first, so that a failure leaves nothing half done */
+	struct shared_id *fresh = NULL;
 	for (uint32_t i = 0; i < b->nspool_ids; i++) {
 		struct shared_id *s;
 		for (s = sq.shared; s && s->id != b->spool_ids[i]; s = s->next)
 			;
-		if (!s) {
-			s = calloc(1, sizeof *s);
-			if (!s)
-				return -ENOMEM; /* the entry is acked early: at worst a duplicate is avoided, never a
-						   loss */
-			s->id = b->spool_ids[i];
-			s->refs = 1;
-			s->next = sq.shared;
-			sq.shared = s;
-		}
-		s->refs++;
+		if (s)
+			continue;
+		if (!(s = calloc(1, sizeof *s)))
+			goto fail;
+		s->id = b->spool_ids[i];
+		s->refs = 1;
+		s->next = fresh;
+		fresh = s;
 	}
+	b2->spool_ids = malloc(b->nspool_ids * sizeof *b2->spool_ids);
+	if (!b2->spool_ids)
+		goto fail;
+	memcpy(b2->spool_ids, b->spool_ids, b->nspool_ids * sizeof *b2->spool_ids);
+	b2->nspool_ids = b->nspool_ids;
+	while (fresh) {
+		struct shared_id *s = fresh;
+		fresh = s->next;
+		s->next = sq.shared;
+		sq.shared = s;
+	}
+	for (uint32_t i = 0; i < b->nspool_ids; i++)
+		for (struct shared_id *s = sq.shared; s; s = s->next)
+			if (s->id == b->spool_ids[i]) {
+				s->refs++;
+				break;
+			}
 	return 0;
+fail:
+	while (fresh) {
+		struct shared_id *s = fresh;
+		fresh = s->next;
+		free(s);
+	}
+	return -ENOMEM;
 }
 
 /* Release one holder of id; acks (or nacks) the entry when it was the last. */

@@ -1,5 +1,6 @@
 #include "stats.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 const char *stats_drop_name(int reason)
@@ -50,10 +51,12 @@ void stats_sender_seen(struct stats *s, const struct origin *o, uint32_t shim_dr
 		if (!victim || e->records < victim->records)
 			victim = e;
 	}
-	if (s->nsenders < SENDERS_MAX)
+	bool fresh = s->nsenders < SENDERS_MAX;
+	if (fresh)
 		victim = &s->senders[s->nsenders++];
-	/* table full: the smallest sender makes room (space-saving top-k) */
-	uint64_t base = s->nsenders == SENDERS_MAX && victim->pid ? victim->records : 0;
+	/* table full: the smallest sender makes room and passes its count on
+	 * (space-saving top-k: counts are upper bounds) */
+	uint64_t base = fresh ? 0 : victim->records;
 	victim->pid = o->pid;
 	victim->uid = o->uid;
 	memcpy(victim->comm, o->comm, sizeof victim->comm);

@@ -162,35 +162,42 @@ static size_t on_body(char *p, size_t size, size_t n, void *userp)
 	return size * n;
 }
 
+long upload_parse_retry_after(const char *v, size_t len, time_t now)
+{
+	char buf[64];
+	while (len && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= sizeof buf)
+		return -1;
+	memcpy(buf, v, len);
+	buf[len] = 0;
+	long secs;
+	if (buf[0] >= '0' && buf[0] <= '9') {
+		char *end;
+		errno = 0;
+		secs = strtol(buf, &end, 10);
+		if (*end || errno)
+			return errno == ERANGE ? 3600 : -1;
+	} else {
+		time_t t = curl_getdate(buf, &now);
+		if (t < 0)
+			return -1;
+		secs = t > now ? (long)(t - now) : 0;
+	}
+	return secs > 3600 ? 3600 : secs;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *userp)
 {
 	struct req *r = userp;
 	size_t len = size * n;
 	static const char name[] = "retry-after:";
-	if (len > sizeof name && strncasecmp(p, name, sizeof name - 1) == 0) {
-		char v[64];
-		size_t vl = len - (sizeof name - 1);
-		if (vl >= sizeof v)
-			vl = sizeof v - 1;
-		memcpy(v, p + sizeof name - 1, vl);
-		v[vl] = 0;
-		char *s = v;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		char *end;
-		long secs = strtol(s, &end, 10);
-		if (end != s && (*end == '\r' || *end == '\n' || *end == 0 || *end == ' ') && secs >= 0) {
-			r->retry_after_s = secs;
-		} else {
-			time_t t = curl_getdate(s, NULL);
-			if (t > 0) {
-				long d = (long)(t - time(NULL));
-				r->retry_after_s = d > 0 ? d : 0;
-			}
-		}
-		if (r->retry_after_s > 3600)
-			r->retry_after_s = 3600;
-	}
+	if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0)
+		r->retry_after_s = upload_parse_retry_after(p + sizeof name - 1, len - (sizeof name - 1), time(NULL));
 	return len;
 }
 
@@ -257,7 +264,6 @@ static void free_req(struct upload *up, struct req *r)
 
 /* ---- outcomes ----------------------------------------------------------- */
 
-enum outcome { OK, RETRY, REJECT };
 
 /* The server confirms the batch: {"status":"ok","count":N} with N records. */
 static bool confirmed(const struct req *r, uint32_t nrec)
@@ -271,27 +277,27 @@ static bool confirmed(const struct req *r, uint32_t nrec)
 	return ok;
 }
 
-static enum outcome classify(long status)
+int upload_classify(long status)
 {
 	if (status >= 200 && status < 300)
-		return OK;
-	if (status == 400 || status == 413 || status == 422 || status == 415)
-		return REJECT;
-	return RETRY; /* network errors (0), 3xx, 401, 403, 404, 408, 429, 5xx ... */
+		return UPLOAD_OK;
+	if (status == 400 || status == 413 || status == 415 || status == 422)
+		return UPLOAD_REJECT;
+	return UPLOAD_RETRY; /* network errors (0), 3xx, 401, 403, 404, 408, 429, 5xx ... */
 }
 
-static uint64_t backoff_ms(const struct config *c, unsigned attempt)
+uint64_t upload_backoff_ms(const struct config *c, unsigned attempt)
 {
 	uint64_t ms = c->retry.initial_backoff_ms;
 	for (unsigned i = 1; i < attempt && ms < c->retry.max_backoff_ms; i++)
 		ms *= 2;
 	if (ms > c->retry.max_backoff_ms)
 		ms = c->retry.max_backoff_ms;
-	/* jitter: 80% .. 120% */
+	/* jitter: 80% .. 120%, never past the cap */
 	uint64_t span = ms * 2 / 5;
 	if (span)
 		ms = ms - span / 2 + (uint64_t)random() % (span + 1);
-	return ms;
+	return ms > c->retry.max_backoff_ms ? c->retry.max_backoff_ms : ms;
 }
 
 static void set_state(struct upload *up, enum up_state s)
@@ -349,7 +355,7 @@ static void retry_later(struct upload *up, struct batch *b, const char *what, lo
 		return;
 	}
 	unsigned exp = up->state == UP_DOWN && up->fails > b->attempts ? up->fails : b->attempts;
-	uint64_t delay = retry_after_s >= 0 ? (uint64_t)retry_after_s * 1000 : backoff_ms(c, exp);
+	uint64_t delay = retry_after_s >= 0 ? (uint64_t)retry_after_s * 1000 : upload_backoff_ms(c, exp);
 	if (d->stopping && delay > 200)
 		delay = 200; /* a retry past the deadline is useless: try again soon */
 	d->st.retries++;
@@ -401,10 +407,11 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 		snprintf(what, sizeof what, "HTTP %ld", status);
 	memcpy(b->last_error, what, sizeof b->last_error);
 
-	enum outcome o = res == CURLE_OK ? classify(status) : RETRY;
-	if (o == OK && !confirmed(r, b->nrec)) {
-		snprintf(what, sizeof what, "HTTP %ld without a confirmed count of %u", status, b->nrec);
-		o = RETRY;
+	int o = res == CURLE_OK ? upload_classify(status) : UPLOAD_RETRY;
+	uint32_t sent = b->nrec - b->skipped;
+	if (o == UPLOAD_OK && !confirmed(r, sent)) {
+		snprintf(what, sizeof what, "HTTP %ld without a confirmed count of %u", status, sent);
+		o = UPLOAD_RETRY;
 	}
 	long retry_after = r->retry_after_s;
 	b->req = NULL;
@@ -412,8 +419,8 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 	free_req(up, r);
 
 	switch (o) {
-	case OK:
-		d->st.delivered += b->nrec;
+	case UPLOAD_OK:
+		d->st.delivered += sent;
 		d->st.batches++;
 		d->st.bytes_json += b->json_len;
 		d->st.bytes_wire += b->body.len;
@@ -426,7 +433,7 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 		spoolq_delivered(d, b);
 		batch_free(d, b);
 		break;
-	case RETRY:
+	case UPLOAD_RETRY:
 		/* unreachable, overloaded or misrouted counts towards "down"; an
 		 * answered 500 may be this batch's fault and does not */
 		if (res != CURLE_OK || status != 500)
@@ -435,7 +442,7 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 			set_state(up, UP_DOWN);
 		retry_later(up, b, what, retry_after);
 		break;
-	case REJECT:
+	case UPLOAD_REJECT:
 		split_rejected(up, b, what);
 		break;
 	}
@@ -612,7 +619,7 @@ int upload_reconfigure(struct agentd *d)
 
 uint64_t upload_probe_delay_ms(const struct agentd *d)
 {
-	return d->up ? backoff_ms(&d->cfg, d->up->fails) : 1000;
+	return d->up ? upload_backoff_ms(&d->cfg, d->up->fails) : 1000;
 }
 
 unsigned upload_inflight(const struct agentd *d)

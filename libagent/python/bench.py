@@ -2,9 +2,13 @@
 """Cost per call and loss of agentlog.Client against a local reader.
 
     python3 libagent/python/bench.py [--seconds 2] [--rates 5000,20000,50000]
+                                     [--socket PATH] [--json]
 
 A reader process binds a datagram socket and drains it (as agentd's ingest
-does, without the rest of the pipeline). For each rate, one thread sends
+does, without the rest of the pipeline); with --socket, records go to that
+socket instead (a running agentd: tests/bench/shims_e2e.py counts what lands
+in PostgreSQL), and "received" is not known here. --json prints one JSON
+object with the baseline and every run. For each rate, one thread sends
 records paced to that rate, timing each call; the reader counts what arrived.
 Prints p50 / p99 microseconds per call and the loss (records sent but not
 received, and how many of those the client counted as dropped).
@@ -12,6 +16,7 @@ received, and how many of those the client counted as dropped).
 
 import argparse
 import inspect
+import json
 import multiprocessing
 import os
 import socket
@@ -91,12 +96,13 @@ def baseline(n=100000):
     return lat[n // 2] / 1000, lat[int(n * 0.99)] / 1000
 
 
-def run(rate, seconds, path, ctx):
-    ready, stop = ctx.Event(), ctx.Event()
-    counts = ctx.Value("q", 0)
-    p = ctx.Process(target=reader, args=(path, ready, stop, counts))
-    p.start()
-    ready.wait(5)
+def run(rate, seconds, path, ctx, external=False):
+    if not external:
+        ready, stop = ctx.Event(), ctx.Event()
+        counts = ctx.Value("q", 0)
+        p = ctx.Process(target=reader, args=(path, ready, stop, counts))
+        p.start()
+        ready.wait(5)
     client = agentlog.Client(socket_path=path, service="bench", environment="test")
     total = int(rate * seconds)
     lat = [0] * total
@@ -111,18 +117,20 @@ def run(rate, seconds, path, ctx):
         client.info("request handled", user_id="u-42", path="/api/pay", status=200, ms=12.5)
         lat[i] = pc() - t0
     elapsed = (pc() - start) / 1e9
-    time.sleep(0.3)
-    stop.set()
-    p.join(10)
     dropped = client.dropped_total
     client.close()
-    os.unlink(path)
     lat.sort()
-    got = counts.value
+    got = None
+    if not external:
+        time.sleep(0.3)
+        stop.set()
+        p.join(10)
+        os.unlink(path)
+        got = counts.value
     return {
         "rate": rate, "sent": total, "received": got, "elapsed": elapsed,
         "p50": lat[total // 2] / 1000, "p99": lat[int(total * 0.99)] / 1000,
-        "loss": 1 - got / total, "dropped": dropped,
+        "loss": None if got is None else 1 - got / total, "dropped": dropped,
     }
 
 
@@ -130,28 +138,44 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rates", default="5000,20000,50000")
+    ap.add_argument("--socket", help="send to this datagram socket (a running agentd) instead of a local reader")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = ap.parse_args()
     ctx = multiprocessing.get_context("fork")
-    d = tempfile.mkdtemp(prefix="agentlog-bench-")
-    print("agentlog (Python %s) against a draining reader, %.1f s per rate"
-          % (sys.version.split()[0], args.seconds))
+    rates = [int(r) for r in args.rates.split(",")]
+    b50, b99 = baseline()
+    if args.json:
+        runs = [run(rate, args.seconds, args.socket, ctx, external=True) if args.socket else None
+                for rate in rates]
+        if not args.socket:
+            d = tempfile.mkdtemp(prefix="agentlog-bench-")
+            runs = [run(rate, args.seconds, os.path.join(d, "ingest.sock"), ctx) for rate in rates]
+            os.rmdir(d)
+        print(json.dumps({"python": sys.version.split()[0], "baseline_p50": b50, "baseline_p99": b99,
+                          "runs": runs}))
+        return
+    where = args.socket or "a draining reader"
+    print("agentlog (Python %s) against %s, %.1f s per rate" % (sys.version.split()[0], where, args.seconds))
     try:
         with open("/proc/sys/net/unix/max_dgram_qlen") as f:
             print("net.unix.max_dgram_qlen = %s (datagrams a receiver can have queued)" % f.read().strip())
     except OSError:
         pass
-    b50, b99 = baseline()
     print("baseline, seed-style in-process enqueue: p50 %.2f us, p99 %.2f us (goal: p50 <= %.2f us)"
           % (b50, b99, 1.25 * b50))
     print("%8s %9s %9s %9s %9s %8s" % ("rate/s", "sent", "p50 us", "p99 us", "loss", "dropped"))
-    for rate in (int(r) for r in args.rates.split(",")):
-        r = run(rate, args.seconds, os.path.join(d, "ingest.sock"), ctx)
-        print("%8d %9d %9.2f %9.2f %8.2f%% %8d" % (r["rate"], r["sent"], r["p50"], r["p99"],
-                                                  100 * r["loss"], r["dropped"]))
+    d = None if args.socket else tempfile.mkdtemp(prefix="agentlog-bench-")
+    for rate in rates:
+        if args.socket:
+            r = run(rate, args.seconds, args.socket, ctx, external=True)
+        else:
+            r = run(rate, args.seconds, os.path.join(d, "ingest.sock"), ctx)
+        loss = "?" if r["loss"] is None else "%.2f%%" % (100 * r["loss"])
+        print("%8d %9d %9.2f %9.2f %9s %8d" % (r["rate"], r["sent"], r["p50"], r["p99"], loss, r["dropped"]))
         if r["elapsed"] > args.seconds * 1.1:
             print("         (could only reach %.0f/s)" % (r["sent"] / r["elapsed"]))
-    os.rmdir(d)
-
+    if d:
+        os.rmdir(d)
 
 if __name__ == "__main__":
     main()

@@ -466,15 +466,8 @@ static Suite *encode_suite(void)
 	tcase_add_test(t, encode_gzip_round_trips_at_levels_1_6_9);
 	tcase_add_test(t, encode_gzip_output_cap_too_small_is_enomem);
 	tcase_add_test(t, encode_gzip_bad_level_fails);
+	tcase_add_test(t, encode_small_max_body_is_emsgsize_not_enomem);
 	suite_add_tcase(s, t);
-	/* Cases that fail until the bug they show is fixed (see each case);
-	 * run them with KNOWN_BUGS=1, then move them up. */
-	if (getenv("KNOWN_BUGS")) {
-		TCase *k = tcase_create("known_bugs");
-		tcase_add_checked_fixture(k, setup, teardown);
-		tcase_add_test(k, encode_small_max_body_is_emsgsize_not_enomem);
-		suite_add_tcase(s, k);
-	}
 	return s;
 }
 

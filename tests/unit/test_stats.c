@@ -301,15 +301,8 @@ static Suite *stats_suite(void)
 	tcase_add_test(t, stats_every_drop_reason_has_its_own_name);
 	tcase_add_test(t, stats_every_malformed_reason_has_its_own_name);
 	tcase_add_test(t, stats_totals_sum_every_reason);
+	tcase_add_test(t, stats_sender_replacing_a_pid_0_sender_inherits_its_count);
 	suite_add_tcase(s, t);
-	/* Cases that fail until the bug they show is fixed (see each case);
-	 * run them with KNOWN_BUGS=1, then move them up. */
-	if (getenv("KNOWN_BUGS")) {
-		TCase *k = tcase_create("known_bugs");
-		tcase_add_checked_fixture(k, setup, NULL);
-		tcase_add_test(k, stats_sender_replacing_a_pid_0_sender_inherits_its_count);
-		suite_add_tcase(s, k);
-	}
 	return s;
 }
 
