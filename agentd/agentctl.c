@@ -498,9 +498,11 @@ static int cmd_simple(const char *cmd, long long timeout_ms)
 		return EXIT_UNREACHABLE;
 	int rc = check_ok(j);
 	if (!strcmp(cmd, "flush")) {
-		printf("flush: %lld records delivered, %lld failed (%lld spooled, %lld dropped) in %lld ms\n",
-		       gi(j, "delivered", NULL), gi(j, "failed", NULL), gi(j, "spooled", NULL), gi(j, "dropped", NULL),
-		       gi(j, "waited_ms", NULL));
+		printf("flush: %lld records delivered, %lld failed (%lld spooled, %lld dropped)",
+		       gi(j, "delivered", NULL), gi(j, "failed", NULL), gi(j, "spooled", NULL), gi(j, "dropped", NULL));
+		if (gi(j, "pending", NULL))
+			printf(", %lld still queued", gi(j, "pending", NULL));
+		printf(" in %lld ms\n", gi(j, "waited_ms", NULL));
 	} else if (!strcmp(cmd, "reload")) {
 		if (!rc)
 			printf("%s\n", gs(j, "message", NULL));

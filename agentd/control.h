@@ -40,7 +40,7 @@ struct control_req {
 	bool has_service;
 	size_t service_len;
 	char service[CONTROL_SERVICE_MAX + 1];
-	uint64_t timeout_ms; /* flush: how long to wait, 0 for the default */
+	uint64_t timeout_ms; /* flush: answer after this long at the latest, 0: no limit */
 };
 
 /*

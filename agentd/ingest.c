@@ -24,6 +24,7 @@
 #include "agentd.h"
 #include "listenfds.h"
 #include "log.h"
+#include "unixsock.h"
 
 #define RECV_BATCH 64
 #define RECV_ROUNDS 16
@@ -322,49 +323,6 @@ static void on_stream_conn(uv_stream_t *server, int status)
 
 /* ---- socket setup ------------------------------------------------------- */
 
-/*
- * Bind a socket at path with mode, replacing a stale socket file safely: a
- * live socket at path (another agentd answers) is an error; anything but a
- * socket is never removed. The new socket is bound under a temporary name,
- * given its mode, then renamed over path, so there is no moment when path is
- * missing or has the wrong mode.
- */
-static int bind_unix(int type, const char *path, unsigned mode)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char tmp[sizeof sa.sun_path];
-	if (strlen(path) >= sizeof sa.sun_path - 16)
-		return -ENAMETOOLONG;
-	struct stat st;
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-		memcpy(sa.sun_path, path, strlen(path) + 1);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
-			close(probe);
-			return -EADDRINUSE;
-		}
-		if (probe >= 0)
-			close(probe);
-	}
-	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
-	unlink(tmp);
-	memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
-	int rc = 0;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(tmp, mode) < 0 || rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
 /* Raise the receive buffer to bytes; never shrink it (systemd may have set
  * a larger one than an unprivileged agentd could). */
 static void set_rcvbuf(int fd, size_t bytes)
@@ -421,7 +379,7 @@ int ingest_init(struct agentd *d)
 	}
 	bool passed = fd >= 0;
 	if (!passed) {
-		fd = bind_unix(SOCK_DGRAM, c->ingest.socket, c->ingest.socket_mode);
+		fd = unixsock_bind(SOCK_DGRAM, c->ingest.socket, c->ingest.socket_mode);
 		if (fd < 0) {
 			log_error("cannot create the ingest socket %s: %s", c->ingest.socket,
 				  fd == -EADDRINUSE ? "another agentd is listening there" : strerror(-fd));
@@ -449,7 +407,7 @@ int ingest_init(struct agentd *d)
 	}
 	bool spassed = sfd >= 0;
 	if (!spassed && c->ingest.stream_socket && c->ingest.stream_socket[0]) {
-		sfd = bind_unix(SOCK_STREAM, c->ingest.stream_socket, c->ingest.stream_socket_mode);
+		sfd = unixsock_bind(SOCK_STREAM, c->ingest.stream_socket, c->ingest.stream_socket_mode);
 		if (sfd < 0) {
 			log_error("cannot create the stream socket %s: %s", c->ingest.stream_socket,
 				  sfd == -EADDRINUSE ? "another agentd is listening there" : strerror(-sfd));

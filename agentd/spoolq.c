@@ -328,7 +328,11 @@ void spoolq_dead_letter(struct agentd *d, struct batch *b, const char *why)
 	if (b->raw.len >= sizeof *h && ap_decode(rec_frame(h), h->len, 0, &r) == AP_OK &&
 	    map_record(&json, &r, &h->origin, d->host, d->host_len, &mc) == 0 && d->spool) {
 		char reason[320];
-		snprintf(reason, sizeof reason, "%s: %s", why, b->last_error);
+		/* why is usually the last error already: say it once */
+		if (!b->last_error[0] || strcmp(why, b->last_error) == 0)
+			snprintf(reason, sizeof reason, "%s", why);
+		else
+			snprintf(reason, sizeof reason, "%s: %s", why, b->last_error);
 		rc = spool_dead_letter(d->spool, json.data, json.len, reason);
 	}
 	buf_free(&json);

@@ -37,7 +37,7 @@ shims:
 	$(PYTHON) -m pytest -q -p no:cacheprovider libagent/python/tests
 	@command -v node >/dev/null 2>&1 || { echo "shims: no node on PATH: the Node.js shim's tests cannot run" \
 		"(make deps installs Debian's nodejs)" >&2; exit 1; }
-	node --test libagent/node/test/
+	node --test libagent/node/test/*.test.js
 
 check: deps
 	$(MAKE) all unit

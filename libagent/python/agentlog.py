@@ -67,6 +67,24 @@ SYSLOG_LEVELS = (FATAL, FATAL, FATAL, ERROR, WARN, INFO, INFO, DEBUG)
 DEFAULT_SOCKET = "/run/agentd/agentd.sock"
 RECONNECT_INTERVAL = 0.1  # seconds between attempts to reach a missing daemon
 
+# Send buffer, as libagent sets it: with the kernel's default (208 KiB, each
+# small datagram charged about 1 KiB), fewer datagrams can be in flight than
+# agentd's queue holds (net.unix.max_dgram_qlen = 512), and a burst would be
+# dropped here while agentd still has room.
+SNDBUF_BYTES = 4 * 1024 * 1024
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)  # Linux; needs CAP_NET_ADMIN
+
+
+def _grow_sndbuf(s):
+    try:
+        s.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SNDBUF_BYTES)
+    except OSError:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF_BYTES)  # capped at net.core.wmem_max
+        except OSError:
+            pass
+
+
 _HDR = struct.Struct("<2sBBHHQII")
 # The header as the fast path writes it: a per-level prefix (magic, version,
 # level, flags 0), then nfields, time_ns, dropped, msg_len.
@@ -371,6 +389,7 @@ class Client:
             self._next_attempt = time.monotonic() + RECONNECT_INTERVAL
             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | getattr(socket, "SOCK_CLOEXEC", 0))
             try:
+                _grow_sndbuf(s)
                 s.setblocking(False)
                 s.connect(self.socket_path)
             except OSError:

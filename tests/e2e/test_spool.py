@@ -304,6 +304,31 @@ def test_a_segment_cut_mid_entry_keeps_every_whole_entry_and_counts_the_torn_one
            f"records arrived, {rows} rows, {rows - (3000 - nrec)} duplicates")
 
 
+# ---- 5b. a burst past the memory bound goes to the spool, not to the floor -----------------
+
+def test_a_burst_past_the_memory_bound_is_spooled_not_dropped(agentd, upstream, pg):
+    """The upstream is down and a burst is many times [queue] max_bytes: with a
+    writable spool nothing may be dropped (DESIGN: past the bound records go to
+    the spool; only with the spool off or full are the oldest dropped)."""
+    port = harness.free_port()
+    a = agentd({"upstream": {"url": url_of(port)}, "ingest": {"max_record_bytes": "4K"},
+                "batch": {"max_records": 200, "max_bytes": "64K"},
+                "queue": {"max_records": 5000, "max_bytes": "256K"}, **FAST_RETRY})
+    assert agent_flood(a.sock, 20000, prefix="burst") == (20000, 0)
+    wait_received(a, 20000)
+    upstream(port)
+    st = status(a)
+    dropped = st["dropped"]["total"] if st else None
+    try:
+        rows = arrive(pg, 20000, "message LIKE 'burst %'", timeout=60)
+    finally:
+        got = distinct(pg, "message LIKE 'burst %'")
+        figure(f"burst of 20000 at a 256K memory bound, upstream down: dropped {dropped}, {got} arrived")
+    assert a.stop() == 0
+    assert stopped_line(a.stderr())[3] == 0
+    figure(f"burst: {rows - 20000} duplicates")
+
+
 # ---- 6. a full filesystem ------------------------------------------------------------------
 
 def _mount_tmpfs(path, size):
@@ -336,12 +361,12 @@ def test_a_full_spool_filesystem_drops_counted_and_recovers(agentd, upstream, pg
     try:
         a = agentd({"upstream": {"url": url_of(port)}, "ingest": {"max_record_bytes": "4K"},
                     "batch": {"max_records": 200, "max_bytes": "64K"},
-                    "queue": {"max_records": 2000, "max_bytes": "256K"},
+                    "queue": {"max_records": 5000, "max_bytes": "1M"},
                     "spool": {"segment_bytes": "64K"}, **FAST_RETRY}, start=mounted)
         if not mounted:
             _start_with_fsize(a, 32 << 10)  # a segment cannot pass 32K: every append past it fails
 
-        # Fill it: 20000 records (~5 MB) against 1 MiB of disk and 256 KiB of memory.
+        # Fill it: 20000 records (~6 MB) against 1 MiB of disk and 1 MiB of memory.
         assert agent_flood(a.sock, 20000, prefix="full") == (20000, 0)
         wait_received(a, 20000)
         wait_for(lambda: "cannot write to the spool" in a.stderr(), 10, what="agentd to report the full spool")
@@ -365,9 +390,15 @@ def test_a_full_spool_filesystem_drops_counted_and_recovers(agentd, upstream, pg
         assert agent_flood(a.sock, 500, prefix="late") == (500, 0)
         late = arrive(pg, 500, "message LIKE 'late %'", timeout=60, settle=0)
         mid = arrive(pg, 2000, "message LIKE 'mid %'", timeout=60, settle=0)
-        wait_for(lambda: (status(a) or {}).get("spool", {}).get("records", 0) == 0 if status(a) else True, 30,
-                 what="the spool to empty")
-        time.sleep(2)
+        if status(a) is not None:
+            def drained():
+                st = status(a)
+                return st["queued"]["records"] == 0 and st["spool"]["records"] == 0 and st
+            try:
+                wait_for(drained, 20, interval=0.5, what="memory and spool to drain with the upstream up")
+            except AssertionError as e:
+                raise AssertionError(f"{e}: {json.dumps(status(a))}") from None
+        time.sleep(1)
         full = distinct(pg, "message LIKE 'full %'")
         rows_full = pg.count("message LIKE 'full %'")
         assert a.stop() == 0
@@ -443,3 +474,23 @@ def test_mode_always_sigkill_under_socket_activation_loses_nothing(agentd, pg, w
             p.kill()
             p.wait()
         dgram.close()
+
+
+def test_mode_always_records_read_in_one_burst_are_on_disk_before_sigkill(agentd, receiver, pg):
+    """mode = always: a burst that fills whole batches within one read must reach
+    the spool too (not only the remainder left in the open batch), so that
+    SIGKILL loses nothing that was read."""
+    receiver.delay(2000)  # slow server: batches wait in memory
+    a = agentd({"spool": {"mode": "always"}, "upstream": {"max_inflight": 1}, "batch": {"max_records": 50}})
+    assert agent_flood(a.sock, 5000, prefix="burst") == (5000, 0)
+    wait_received(a, 5000)
+    a.kill()
+    a.proc = None  # killed on purpose: not a crash for the fixture
+    receiver.delay(0)
+    b = agentd({"spool": {"mode": "always"}}, name="after")
+    try:
+        rows = arrive(pg, 5000, "message LIKE 'burst %'", timeout=30)
+    finally:
+        got = distinct(pg, "message LIKE 'burst %'")
+        figure(f"mode=always burst then SIGKILL: {got} of 5000 arrived")
+    figure(f"mode=always burst then SIGKILL: {rows - 5000} duplicates")

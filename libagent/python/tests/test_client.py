@@ -333,3 +333,17 @@ def test_close_counts_later_calls(client, receiver):
     client.info("after close")
     assert client.dropped == 1
     client.close()  # twice is fine
+
+
+def test_send_buffer_raised_as_libagent_does(receiver):
+    """Room for as many small datagrams in flight as agentd's queue holds."""
+    import socket
+    c = agentlog.Client(socket_path=receiver.path)
+    try:
+        got = c._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        with open("/proc/sys/net/core/wmem_max") as f:
+            cap = int(f.read())
+        # the kernel doubles what it is given; without CAP_NET_ADMIN it caps at wmem_max
+        assert got >= 2 * min(agentlog.SNDBUF_BYTES, cap)
+    finally:
+        c.close()
