@@ -1,8 +1,12 @@
 """Failed uploads are retried, honour Retry-After, spool after the last retry and
 isolate a poison record; nothing is lost."""
+import json
 import os
+import subprocess
 
 import pytest
+
+import harness
 
 from harness import agent_flood, encode_frame, send_frames, wait_count
 
@@ -17,7 +21,10 @@ def test_two_503s_then_success_delivers_everything(agentd, receiver, pg):
     reqs = receiver.requests()
     assert [q["status"] for q in reqs] == [503, 503, 200], reqs
     assert [q["records"] for q in reqs] == [50, 50, 50], "the same batch is retried"
-    assert "retry" in a.stderr().lower(), "retries are logged"
+    assert "retry 2/" in a.stderr().lower(), "retries are logged"
+    st = json.loads(subprocess.run([os.path.join(harness.BUILD, "bin", "agentctl"), "-s", a.ctl, "status", "--json"], capture_output=True,
+                                   text=True, check=True).stdout)
+    assert st["retries"] == 2 and st["delivered"] == 50, st
 
 
 @pytest.mark.parametrize("status", [503, 429])
@@ -63,7 +70,6 @@ def test_a_poison_record_is_isolated_and_the_rest_delivered(agentd, receiver, pg
 
 
 def test_upstream_down_then_reload_to_a_working_url_loses_nothing(agentd, receiver, pg):
-    import harness
     dead = f"http://127.0.0.1:{harness.free_port()}/logs"
     a = agentd({"upstream": {"url": dead}, **FAST_RETRY})
     agent_flood(a.sock, 200)
