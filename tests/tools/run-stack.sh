@@ -142,6 +142,8 @@ Send a record:
   $AGENT_LOG -S $RUN/agentd.sock -p info -t demo -f user_id=u-1 "hello"
 See it in PostgreSQL (about a second later):
   psql -h $PGSOCK -p $PGPORT -U $PGUSER postgres -c 'select id, created_at, level, service, user_id, message, metadata from logs order by id desc limit 5'
+Watch agentd:
+  $REPO/$BUILD/bin/agentctl -s $RUN/control.sock status      (or: tail, metrics, flush)
 
 Starting agentd (Ctrl-C stops everything).
 EOF
