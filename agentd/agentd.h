@@ -36,6 +36,7 @@ struct encode_opts {
 
 enum batch_state {
 	B_OPEN, /* taking records */
+	B_SEALED, /* closed, waiting for a worker */
 	B_ENCODING, /* in a worker */
 	B_READY, /* encoded, waiting for an upload slot */
 	B_INFLIGHT, /* a request is under way */
@@ -121,14 +122,18 @@ void batch_free(struct agentd *d, struct batch *b);
 /* Halve b in place (poison isolation, oversize); returns the second half. */
 struct batch *queue_split(struct agentd *d, struct batch *b);
 /* Start encoding a sealed batch in a worker. */
+/* Hand sealed batches to workers while few encoded ones are waiting. */
+void queue_pump(struct agentd *d);
 void batch_encode(struct agentd *d, struct batch *b);
 bool queue_empty(const struct agentd *d);
 void queue_close(struct agentd *d);
 
 /* encode.c: pure, runs in a worker */
 int encode_batch(struct batch *b, const struct encode_opts *o);
-/* gzip (RFC 1952) of in into out. 0, -ENOMEM or -EIO. */
+/* gzip (RFC 1952) of in into out, level 1..9. 0, -EINVAL, -ENOMEM or -EIO. */
 int encode_gzip(struct buf *out, const void *in, size_t len, int level);
+/* Free the compressors kept between batches (at exit). */
+void encode_cleanup(void);
 
 /* upload.c */
 enum upload_outcome { UPLOAD_OK, UPLOAD_RETRY, UPLOAD_REJECT };

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,7 +195,8 @@ int agentd_reload(struct agentd *d, char *msg, size_t msglen)
 	 * settings change at the next start, and the running ones are kept */
 	const struct config *o = &d->cfg;
 	bool restart_needed =
-		strcmp(nc.ingest.socket, o->ingest.socket) || strcmp(nc.ingest.stream_socket, o->ingest.stream_socket) ||
+		strcmp(nc.ingest.socket, o->ingest.socket) ||
+		strcmp(nc.ingest.stream_socket, o->ingest.stream_socket) ||
 		nc.ingest.socket_mode != o->ingest.socket_mode ||
 		nc.ingest.stream_socket_mode != o->ingest.stream_socket_mode ||
 		nc.ingest.max_record_bytes != o->ingest.max_record_bytes ||
@@ -293,6 +295,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(d.cfg.agentd.log_level);
+	/* batch buffers (a few hundred KB) come and go all the time: keep them on
+	 * the heap rather than mapping and unmapping each one */
+	mallopt(M_MMAP_THRESHOLD, 2 << 20);
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN); /* a spool past RLIMIT_FSIZE is an EFBIG error, not a kill */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -348,6 +354,7 @@ int main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 
 	report(&d);
+	encode_cleanup();
 	upload_free(&d);
 	spoolq_free(&d);
 	sdnotify_close(&notify);

@@ -363,9 +363,41 @@ static size_t fmt_i64(char *dst, int64_t v)
 	return (size_t)(end - p);
 }
 
-/* Shortest of %.15g, %.16g, %.17g that reads back as d (finite); dst >= 32. */
+/*
+ * A decimal that reads back as d (finite); dst >= 32. Most values in logs
+ * have at most 6 decimals: n / 10^6 is then exactly d (the division is
+ * correctly rounded, as strtod is), and the digits are written directly.
+ * Otherwise the shortest of %.15g, %.16g, %.17g that reads back as d.
+ */
 static size_t fmt_double(char *dst, double d)
 {
+	double scaled = d * 1e6;
+	if (scaled > -9007199254740992.0 && scaled < 9007199254740992.0) {
+		int64_t n = (int64_t)scaled;
+		if ((double)n == scaled && (double)n / 1e6 == d && !(d == 0 && signbit(d))) {
+			uint64_t u = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+			char tmp[32], *end = tmp + sizeof tmp;
+			uint64_t frac = u % 1000000;
+			char *p = end;
+			if (frac) {
+				int digits = 6;
+				while (frac % 10 == 0) {
+					frac /= 10;
+					digits--;
+				}
+				for (int i = 0; i < digits; i++) {
+					*--p = (char)('0' + frac % 10);
+					frac /= 10;
+				}
+				*--p = '.';
+			}
+			p = fmt_u64(p, u / 1000000);
+			if (n < 0)
+				*--p = '-';
+			memcpy(dst, p, (size_t)(end - p));
+			return (size_t)(end - p);
+		}
+	}
 	int n = 0;
 	for (int prec = 15; prec <= 17; prec++) {
 		n = snprintf(dst, 32, "%.*g", prec, d);

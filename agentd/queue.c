@@ -226,7 +226,26 @@ void queue_seal(struct agentd *d)
 		return;
 	}
 	spoolq_sealed(d, b);
-	batch_encode(d, b);
+	b->state = B_SEALED;
+	queue_pump(d);
+}
+
+/*
+ * Encoded bodies wait in memory until an upload slot is free. To bound that
+ * memory (the [queue] bound counts raw records only), a sealed batch is
+ * encoded only while fewer than max_inflight + 2 batches are encoding or
+ * ready.
+ */
+void queue_pump(struct agentd *d)
+{
+	unsigned ahead = d->q.encoding, limit = d->cfg.upstream.max_inflight + 2;
+	for (struct batch *b = d->q.head; b && ahead < limit; b = b->next)
+		ahead += b->state == B_READY;
+	for (struct batch *b = d->q.head; b && ahead < limit; b = b->next)
+		if (b->state == B_SEALED) {
+			batch_encode(d, b);
+			ahead++;
+		}
 }
 
 static void on_interval(uv_timer_t *t)
@@ -239,7 +258,8 @@ void queue_add_batch(struct agentd *d, struct batch *b)
 	link_tail(d, b);
 	d->q.records += b->nrec;
 	d->q.bytes += b->raw.len;
-	batch_encode(d, b);
+	b->state = B_SEALED;
+	queue_pump(d);
 }
 
 /* Make room for one record of size sz. Returns 0, or -ENOBUFS. */
@@ -249,7 +269,7 @@ static int make_room(struct agentd *d, size_t sz)
 	while (d->q.records + 1 > c->queue.max_records || d->q.bytes + sz > c->queue.max_bytes) {
 		struct batch *victim = NULL;
 		for (struct batch *b = d->q.head; b; b = b->next)
-			if (b->state == B_READY || b->state == B_WAITING) {
+			if (b->state == B_SEALED || b->state == B_READY || b->state == B_WAITING) {
 				victim = b;
 				break;
 			}

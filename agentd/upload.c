@@ -264,7 +264,6 @@ static void free_req(struct upload *up, struct req *r)
 
 /* ---- outcomes ----------------------------------------------------------- */
 
-
 /* The server confirms the batch: {"status":"ok","count":N} with N records. */
 static bool confirmed(const struct req *r, uint32_t nrec)
 {
@@ -432,6 +431,7 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 		set_state(up, UP_UP);
 		spoolq_delivered(d, b);
 		batch_free(d, b);
+		queue_pump(d);
 		break;
 	case UPLOAD_RETRY:
 		/* unreachable, overloaded or misrouted counts towards "down"; an
@@ -479,6 +479,7 @@ void upload_kick(struct agentd *d)
 	struct upload *up = d->up;
 	if (!up || up->closing)
 		return;
+	queue_pump(d);
 	unsigned limit = up->state == UP_DOWN ? 1 : d->cfg.upstream.max_inflight;
 	uint64_t now = now_ms(d), due = UINT64_MAX;
 	for (struct batch *b = d->q.head, *next; b && up->inflight < limit; b = next) {

@@ -5,7 +5,6 @@ never a batch refused by the server."""
 import json
 import os
 import random
-import shutil
 import socket
 import struct
 import subprocess
@@ -15,8 +14,7 @@ import time
 import pytest
 
 import harness
-from harness import T_BOOL, T_DOUBLE, T_INT64, T_STRING, encode_field, encode_frame, send_frames, wait_count, \
-    wait_for
+from harness import T_BOOL, T_STRING, encode_frame, send_frames, wait_count, wait_for
 
 AGENTCTL = os.path.join(harness.BUILD, "bin", "agentctl")
 
@@ -90,8 +88,16 @@ def ctl_request(path, obj, timeout=10):
     return json.loads(buf.split(b"\n", 1)[0])
 
 
+def sockets_ready(a):
+    """The harness waits for the ingest socket only; the stream and control sockets follow it."""
+    wait_for(lambda: all(os.path.exists(p) for p in (a.stream, a.ctl)), 10,
+             what="agentd's stream and control sockets")
+    return a
+
+
 def status(a):
     """agentd's status object, from `agentctl status --json` when it is built, else the socket."""
+    sockets_ready(a)
     if os.access(AGENTCTL, os.X_OK):
         r = subprocess.run([AGENTCTL, "-s", a.ctl, "status", "--json"], capture_output=True, text=True,
                            timeout=30 * harness.SCALE)
@@ -251,7 +257,7 @@ FORGED = [("pid", 1), ("uid", 0), ("gid", 0), ("process", "systemd"), ("host", "
 
 
 def test_a_client_cannot_forge_its_origin(agentd, receiver, pg):
-    a = agentd({"agentd": {"hostname": "trusted-host"}})
+    a = sockets_ready(agentd({"agentd": {"hostname": "trusted-host"}}))
     send_frames(a.sock, [encode_frame("forged dgram", FORGED)])
     harness.send_stream(a.stream, [encode_frame("forged stream", FORGED)])
     wait_count(pg, 2)
@@ -402,7 +408,7 @@ def test_records_at_every_bound_and_hostile_values_are_stored_never_refused(agen
 # ---- the stream socket ------------------------------------------------------------------------
 
 def test_stream_socket_junk_and_slow_writers(agentd, receiver, pg):
-    a = agentd()
+    a = sockets_ready(agentd())
     before = malformed(a)["by_reason"]["stream_framing"]
     junk = 0
     rng = random.Random(7)
@@ -445,7 +451,7 @@ def recv_all(s, timeout=5.0):
 
 
 def test_control_socket_random_bytes_and_slow_writers(agentd, receiver, pg):
-    a = agentd()
+    a = sockets_ready(agentd())
     rng = random.Random(3)
     for i in range(30):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -489,7 +495,7 @@ def test_control_socket_random_bytes_and_slow_writers(agentd, receiver, pg):
 
 
 def test_control_client_that_never_reads(agentd, receiver, pg):
-    a = agentd()
+    a = sockets_ready(agentd())
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(a.ctl)
@@ -532,7 +538,7 @@ def open_many(path, n):
 
 
 def test_1000_control_connections_at_once(agentd, receiver, pg, workdir):
-    a = agentd({"control": {"max_clients": 1024}})
+    a = sockets_ready(agentd({"control": {"max_clients": 1024}}))
     stop = threading.Event()
     sent = [0]
 
@@ -563,7 +569,7 @@ def test_1000_control_connections_at_once(agentd, receiver, pg, workdir):
         assert answered == 1000
         # the default bound: 16 served, the rest told "too many clients" and closed
         a2 = agentd({"spool": {"dir": os.path.join(workdir, "spool2")}}, name="a2")
-        socks = open_many(a2.ctl, 1000)
+        socks = open_many(sockets_ready(a2).ctl, 1000)
         busy = 0
         for s in socks[16:]:
             out = recv_all(s, 5)

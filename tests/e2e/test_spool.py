@@ -306,27 +306,39 @@ def test_a_segment_cut_mid_entry_keeps_every_whole_entry_and_counts_the_torn_one
 
 # ---- 5b. a burst past the memory bound goes to the spool, not to the floor -----------------
 
+def held_burst(a, frames):
+    """Have agentd find all of frames waiting in its socket at once (one wakeup reads them all)."""
+    a.signal(signal.SIGSTOP)
+    try:
+        send_frames(a.sock, frames)
+    finally:
+        a.signal(signal.SIGCONT)
+
+
 def test_a_burst_past_the_memory_bound_is_spooled_not_dropped(agentd, upstream, pg):
-    """The upstream is down and a burst is many times [queue] max_bytes: with a
-    writable spool nothing may be dropped (DESIGN: past the bound records go to
-    the spool; only with the spool off or full are the oldest dropped)."""
+    """The upstream is down and one read brings several times [queue] max_bytes:
+    with a writable spool nothing may be dropped (DESIGN: past the bound records
+    go to the spool; only with the spool off or full are the oldest dropped)."""
     port = harness.free_port()
     a = agentd({"upstream": {"url": url_of(port)}, "ingest": {"max_record_bytes": "4K"},
                 "batch": {"max_records": 200, "max_bytes": "64K"},
                 "queue": {"max_records": 5000, "max_bytes": "256K"}, **FAST_RETRY})
-    assert agent_flood(a.sock, 20000, prefix="burst") == (20000, 0)
-    wait_received(a, 20000)
-    upstream(port)
+    pad = "x" * 3000
+    for r in range(3):  # 3 x 450 records of ~3 KB: 1.3 MB a read against 256 KiB of memory
+        held_burst(a, [encode_frame(f"burst {r}-{i} {pad}") for i in range(450)])
+        wait_received(a, 450 * (r + 1))
     st = status(a)
     dropped = st["dropped"]["total"] if st else None
+    upstream(port)
     try:
-        rows = arrive(pg, 20000, "message LIKE 'burst %'", timeout=60)
+        rows = arrive(pg, 1350, "message LIKE 'burst %'", timeout=60)
     finally:
         got = distinct(pg, "message LIKE 'burst %'")
-        figure(f"burst of 20000 at a 256K memory bound, upstream down: dropped {dropped}, {got} arrived")
+        figure(f"3 bursts of 450 x 3 KB at a 256K memory bound, upstream down: dropped {dropped}, "
+               f"{got} of 1350 arrived")
     assert a.stop() == 0
     assert stopped_line(a.stderr())[3] == 0
-    figure(f"burst: {rows - 20000} duplicates")
+    figure(f"burst: {rows - 1350} duplicates")
 
 
 # ---- 6. a full filesystem ------------------------------------------------------------------
@@ -477,20 +489,21 @@ def test_mode_always_sigkill_under_socket_activation_loses_nothing(agentd, pg, w
 
 
 def test_mode_always_records_read_in_one_burst_are_on_disk_before_sigkill(agentd, receiver, pg):
-    """mode = always: a burst that fills whole batches within one read must reach
-    the spool too (not only the remainder left in the open batch), so that
+    """mode = always: a read that fills whole batches ([batch] max_records) must
+    put them on disk too, not only the remainder left in the open batch, so that
     SIGKILL loses nothing that was read."""
-    receiver.delay(2000)  # slow server: batches wait in memory
+    receiver.delay(2000)  # slow server: the batches wait in memory
     a = agentd({"spool": {"mode": "always"}, "upstream": {"max_inflight": 1}, "batch": {"max_records": 50}})
-    assert agent_flood(a.sock, 5000, prefix="burst") == (5000, 0)
-    wait_received(a, 5000)
+    held_burst(a, [encode_frame(f"burst {i}") for i in range(500)])  # 10 batches in one read
+    wait_received(a, 500)
+    time.sleep(0.5)
     a.kill()
     a.proc = None  # killed on purpose: not a crash for the fixture
     receiver.delay(0)
     b = agentd({"spool": {"mode": "always"}}, name="after")
     try:
-        rows = arrive(pg, 5000, "message LIKE 'burst %'", timeout=30)
+        rows = arrive(pg, 500, "message LIKE 'burst %'", timeout=30)
     finally:
         got = distinct(pg, "message LIKE 'burst %'")
-        figure(f"mode=always burst then SIGKILL: {got} of 5000 arrived")
-    figure(f"mode=always burst then SIGKILL: {rows - 5000} duplicates")
+        figure(f"mode=always, 500 records in one read, then SIGKILL: {got} of 500 arrived")
+    figure(f"mode=always burst then SIGKILL: {rows - 500} duplicates")

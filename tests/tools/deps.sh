@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="make gcc clang libclang-rt-14-dev pkg-config libuv1-dev libcurl4-openssl-dev zlib1g-dev
-libjansson-dev libinih-dev check valgrind cppcheck clang-format
+libjansson-dev libinih-dev libdeflate-dev check valgrind cppcheck clang-format
 postgresql python3 python3-fastapi python3-uvicorn python3-asyncpg python3-pytest
 python3-httpx nodejs systemd procps iproute2 curl openssl"
 [ -n "${DEPS_EXTRA:-}" ] && PKGS="$PKGS $DEPS_EXTRA"
