@@ -46,6 +46,7 @@ include libagent/module.mk
 include agentd/module.mk
 include tests/module.mk
 -include systemd/module.mk
+-include tests/soak.mk
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agentd.h"
+#include "frames.h"
 #include "listenfds.h"
 #include "log.h"
 #include "unixsock.h"
@@ -64,6 +65,7 @@ struct ingest {
 	} ctrl[RECV_BATCH];
 	struct comm_slot comm[COMM_SLOTS];
 	bool stopped;
+	unsigned handles; /* handles embedded here that are open: freed when the last one is closed */
 };
 
 /* ---- process names ------------------------------------------------------ */
@@ -224,23 +226,22 @@ static void sclient_close(struct sclient *c)
 	uv_close((uv_handle_t *)&c->h, sclient_closed);
 }
 
+static void sclient_frame(void *ctx, const uint8_t *frame, size_t len)
+{
+	struct sclient *c = ctx;
+	take(c->in, &c->o, frame, len);
+}
+
 /* Take every whole frame in c->buf. Returns -1 on a framing error. */
 static int sclient_parse(struct sclient *c)
 {
 	struct ingest *in = c->in;
 	size_t off = 0;
-	while (c->len - off >= 4) {
-		uint32_t flen = ap_rd32(c->buf + off);
-		if (flen == 0 || flen > in->d->cfg.ingest.max_record_bytes) {
-			in->d->st.malformed[MAL_STREAM_FRAMING]++;
-			log_warn("stream client pid %d sent a bad length prefix (%u): connection closed", (int)c->o.pid,
-				 flen);
-			return -1;
-		}
-		if (c->len - off - 4 < flen)
-			break;
-		take(in, &c->o, c->buf + off + 4, flen);
-		off += 4 + (size_t)flen;
+	if (frames_parse(c->buf, c->len, in->d->cfg.ingest.max_record_bytes, sclient_frame, c, &off)) {
+		in->d->st.malformed[MAL_STREAM_FRAMING]++;
+		log_warn("stream client pid %d sent a bad length prefix (%u): connection closed", (int)c->o.pid,
+			 ap_rd32(c->buf + off));
+		return -1;
 	}
 	if (off) {
 		memmove(c->buf, c->buf + off, c->len - off);
@@ -354,6 +355,16 @@ static void warn_qlen(void)
 			 q, q);
 }
 
+/* dpoll and server live inside struct ingest: free it once both are closed */
+static void ingest_handle_closed(uv_handle_t *h)
+{
+	struct ingest *in = h->data;
+	if (--in->handles == 0) {
+		free(in->bufs);
+		free(in);
+	}
+}
+
 int ingest_init(struct agentd *d)
 {
 	const struct config *c = &d->cfg;
@@ -392,6 +403,7 @@ int ingest_init(struct agentd *d)
 	set_rcvbuf(fd, c->ingest.receive_buffer_bytes);
 	in->dfd = fd;
 	uv_poll_init(d->loop, &in->dpoll, fd);
+	in->handles++;
 	in->dpoll.data = in;
 	uv_poll_start(&in->dpoll, UV_READABLE, on_dgram);
 	in->dpoll_active = true;
@@ -414,13 +426,14 @@ int ingest_init(struct agentd *d)
 	}
 	if (sfd >= 0) {
 		uv_pipe_init(d->loop, &in->server, 0);
+		in->handles++;
 		in->server.data = in;
 		int rc = uv_pipe_open(&in->server, sfd);
 		if (!rc)
 			rc = uv_listen((uv_stream_t *)&in->server, 128, on_stream_conn);
 		if (rc) {
 			log_error("cannot listen on the stream socket: %s", uv_strerror(rc));
-			uv_close((uv_handle_t *)&in->server, NULL);
+			uv_close((uv_handle_t *)&in->server, ingest_handle_closed);
 			return rc;
 		}
 		in->have_stream = true;
@@ -461,17 +474,10 @@ void ingest_drain_and_stop(struct agentd *d)
 		sclient_close(c);
 	}
 	if (in->have_stream) {
-		uv_close((uv_handle_t *)&in->server, NULL);
+		uv_close((uv_handle_t *)&in->server, ingest_handle_closed);
 		in->have_stream = false;
 	}
 	queue_ingest_done(d);
-}
-
-static void ingest_freed(uv_handle_t *h)
-{
-	struct ingest *in = h->data;
-	free(in->bufs);
-	free(in);
 }
 
 void ingest_close(struct agentd *d)
@@ -487,6 +493,6 @@ void ingest_close(struct agentd *d)
 		return;
 	}
 	/* the socket file stays: systemd may own it, and a stale one is replaced at start */
-	uv_close((uv_handle_t *)&in->dpoll, ingest_freed);
+	uv_close((uv_handle_t *)&in->dpoll, ingest_handle_closed);
 	close(in->dfd);
 }

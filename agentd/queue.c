@@ -225,7 +225,8 @@ void queue_seal(struct agentd *d)
 		batch_free(d, b);
 		return;
 	}
-	spoolq_sealed(d, b);
+	if (spoolq_sealed(d, b))
+		return;
 	b->state = B_SEALED;
 	queue_pump(d);
 }
@@ -273,6 +274,14 @@ static int make_room(struct agentd *d, size_t sz)
 				victim = b;
 				break;
 			}
+		if (!victim && d->q.open && d->q.open->nrec) {
+			/* everything else is in a worker or in flight: the open
+			 * batch goes to the spool, if one takes it */
+			struct batch *open = d->q.open;
+			if (!spoolq_take_open(d, open))
+				return -ENOBUFS;
+			continue;
+		}
 		if (!victim)
 			return -ENOBUFS;
 		spoolq_overflow(d, victim);

@@ -246,27 +246,41 @@ void spoolq_note_drop(struct agentd *d)
 	sq.mem_dropped++;
 }
 
-void spoolq_sealed(struct agentd *d, struct batch *b)
+bool spoolq_sealed(struct agentd *d, struct batch *b)
 {
-	(void)d;
-	(void)b;
-}
-
-void spoolq_ingest_flush(struct agentd *d)
-{
-	struct batch *b = d->q.open;
-	if (!b || !b->nrec)
-		return;
-	if (!write_batch(d, b))
-		return; /* the batch stays in memory and is sealed as usual */
+	if (!always(d) || b->nspool_ids || !write_batch(d, b))
+		return false; /* encoded and sent from memory as usual */
+	/* mode = always: it is on disk; it comes back through replay */
 	uint64_t n = b->nrec;
-	d->q.open = NULL;
-	uv_timer_stop(&d->q.timer);
 	batch_free(d, b);
 	if (!sq.pending)
 		sq.pending_since = now_ms(d);
 	sq.pending += n;
 	replay_more(d);
+	return true;
+}
+
+bool spoolq_take_open(struct agentd *d, struct batch *b)
+{
+	if (!write_batch(d, b))
+		return false; /* the batch stays in memory */
+	uint64_t n = b->nrec;
+	d->q.open = NULL;
+	uv_timer_stop(&d->q.timer);
+	batch_free(d, b);
+	if (always(d)) {
+		if (!sq.pending)
+			sq.pending_since = now_ms(d);
+		sq.pending += n;
+		replay_more(d);
+	}
+	return true;
+}
+
+void spoolq_ingest_flush(struct agentd *d)
+{
+	if (d->q.open && d->q.open->nrec)
+		spoolq_take_open(d, d->q.open);
 }
 
 void spoolq_overflow(struct agentd *d, struct batch *b)
@@ -309,12 +323,24 @@ void spoolq_delivered(struct agentd *d, struct batch *b)
 	replay_more(d);
 }
 
-bool spoolq_may_send_while_down(struct agentd *d, struct batch *b)
+void spoolq_while_down(struct agentd *d)
 {
-	if (upload_inflight(d) == 0)
-		return true; /* the probe */
-	persist(d, b); /* frees b when it could go to disk */
-	return false;
+	if (!d->spool)
+		return; /* kept in memory, up to the memory bound */
+	/* one batch stays as the probe: the one in flight or waiting to retry,
+	 * else the oldest; everything else goes to disk until the upstream is back */
+	struct batch *probe = NULL;
+	for (struct batch *b = d->q.head; b && !probe; b = b->next)
+		if (b->state == B_INFLIGHT || b->state == B_WAITING)
+			probe = b;
+	for (struct batch *b = d->q.head; b && !probe; b = b->next)
+		if (b->state == B_READY || b->state == B_SEALED)
+			probe = b;
+	for (struct batch *b = d->q.head, *next; b; b = next) {
+		next = b->next;
+		if (b != probe && (b->state == B_SEALED || b->state == B_READY || b->state == B_WAITING))
+			persist(d, b);
+	}
 }
 
 void spoolq_dead_letter(struct agentd *d, struct batch *b, const char *why)
@@ -327,12 +353,9 @@ void spoolq_dead_letter(struct agentd *d, struct batch *b, const char *why)
 	int rc = -EINVAL;
 	if (b->raw.len >= sizeof *h && ap_decode(rec_frame(h), h->len, 0, &r) == AP_OK &&
 	    map_record(&json, &r, &h->origin, d->host, d->host_len, &mc) == 0 && d->spool) {
-		char reason[320];
-		/* why is usually the last error already: say it once */
-		if (!b->last_error[0] || strcmp(why, b->last_error) == 0)
-			snprintf(reason, sizeof reason, "%s", why);
-		else
-			snprintf(reason, sizeof reason, "%s: %s", why, b->last_error);
+		/* the last error holds the status and the server's answer */
+		char reason[sizeof b->last_error];
+		snprintf(reason, sizeof reason, "%s", b->last_error[0] ? b->last_error : why);
 		rc = spool_dead_letter(d->spool, json.data, json.len, reason);
 	}
 	buf_free(&json);

@@ -18,8 +18,9 @@ void spoolq_shutdown_begin(struct agentd *d);
 void spoolq_close(struct agentd *d);
 void spoolq_free(struct agentd *d);
 
-/* A batch was sealed ([spool] mode = always writes it to disk now). */
-void spoolq_sealed(struct agentd *d, struct batch *b);
+/* A batch was sealed: with [spool] mode = always it is written to disk and
+ * freed (true); otherwise false and it is encoded as usual. */
+bool spoolq_sealed(struct agentd *d, struct batch *b);
 /* The memory bound is reached: move b out of memory. Frees b. */
 void spoolq_overflow(struct agentd *d, struct batch *b);
 /* b exhausted its retries, or the upstream is down: keep it for later. Frees b. */
@@ -30,10 +31,12 @@ void spoolq_shutdown(struct agentd *d, struct batch *b);
 void spoolq_delivered(struct agentd *d, struct batch *b);
 /* b holds one record the server refuses for good: write it aside. Frees b. */
 void spoolq_dead_letter(struct agentd *d, struct batch *b, const char *why);
-/* While the upstream is down, may b be sent (as the probe)? */
-bool spoolq_may_send_while_down(struct agentd *d, struct batch *b);
+/* The upstream is down: keep one batch as the probe, move the rest to disk. */
+void spoolq_while_down(struct agentd *d);
 /* b2 was split off b: it holds the same spool entries. 0 or -ENOMEM. */
 int spoolq_share(struct agentd *d, struct batch *b, struct batch *b2);
+/* Write the open batch to the spool and free it; false when it could not. */
+bool spoolq_take_open(struct agentd *d, struct batch *b);
 /* mode = always: append what ingest just read to the spool. */
 void spoolq_ingest_flush(struct agentd *d);
 /* The upstream answers again: resume replay. */

@@ -404,7 +404,15 @@ static void done(struct upload *up, struct req *r, CURLcode res)
 		snprintf(what, sizeof what, "%s", curl_easy_strerror(res));
 	else
 		snprintf(what, sizeof what, "HTTP %ld", status);
-	memcpy(b->last_error, what, sizeof b->last_error);
+	/* keep the server's own words for the dead-letter file (never logged) */
+	size_t n = strlen(what);
+	memcpy(b->last_error, what, n + 1);
+	if (res == CURLE_OK && (status < 200 || status >= 300) && r->resp_len) {
+		size_t room = sizeof b->last_error - n - 3, take = r->resp_len < room ? r->resp_len : room;
+		memcpy(b->last_error + n, ": ", 2);
+		memcpy(b->last_error + n + 2, r->resp, take);
+		b->last_error[n + 2 + take] = 0;
+	}
 
 	int o = res == CURLE_OK ? upload_classify(status) : UPLOAD_RETRY;
 	uint32_t sent = b->nrec - b->skipped;
@@ -480,6 +488,8 @@ void upload_kick(struct agentd *d)
 	if (!up || up->closing)
 		return;
 	queue_pump(d);
+	if (up->state == UP_DOWN && !d->stopping)
+		spoolq_while_down(d);
 	unsigned limit = up->state == UP_DOWN ? 1 : d->cfg.upstream.max_inflight;
 	uint64_t now = now_ms(d), due = UINT64_MAX;
 	for (struct batch *b = d->q.head, *next; b && up->inflight < limit; b = next) {
@@ -490,8 +500,6 @@ void upload_kick(struct agentd *d)
 		} else if (b->state != B_READY) {
 			continue;
 		}
-		if (up->state == UP_DOWN && !spoolq_may_send_while_down(d, b))
-			continue;
 		if (start_request(up, b)) {
 			log_error("cannot start a request: will try again in 1 s");
 			due = now + 1000;

@@ -39,11 +39,30 @@ shims:
 		"(make deps installs Debian's nodejs)" >&2; exit 1; }
 	node --test libagent/node/test/*.test.js
 
+# The whole end-to-end suite again with agentd built with ASan+UBSan (the
+# tools stay the normal build), and a part of it under valgrind's memcheck:
+# no errors, no definite leaks.
+.PHONY: e2e-asan e2e-valgrind
+e2e-asan: all
+	$(MAKE) BUILD=build-asan SAN=1 build-asan/bin/agentd
+	AGENTD_BUILD=$(abspath $(BUILD)) AGENTD_BIN=$(abspath build-asan)/bin/agentd AGENTD_SANITIZED=1 \
+		E2E_TIMEOUT_SCALE=2 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+e2e-valgrind: all
+	AGENTD_BUILD=$(abspath $(BUILD)) \
+		AGENTD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e/test_ingest.py \
+		"tests/e2e/test_upstream_faults.py::test_reset_in_the_middle_of_a_response"
+
 check: deps
 	$(MAKE) all unit
 	$(MAKE) BUILD=build-asan SAN=1 unit
 	$(MAKE) shims
 	$(MAKE) e2e
+	$(MAKE) e2e-asan
+	$(MAKE) e2e-valgrind
+	$(MAKE) fuzz-regress
 
 run: deps
 	$(MAKE) all

@@ -141,7 +141,10 @@ class PgCluster:
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write(f"listen_addresses = ''\nunix_socket_directories = '{self.sockdir}'\nport = {self.port}\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    "shared_buffers = 32MB\nmax_connections = 30\n")
+                    "shared_buffers = 32MB\nmax_connections = 30\n"
+                    # JIT makes a new connection's first COPY take seconds: answers
+                    # come late, and agentd resends batches that were stored
+                    "jit = off\n")
         self._as_pg([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"])
         return self
 
@@ -343,14 +346,18 @@ class Agentd:
                                          stdout=err, stderr=err, start_new_session=True)
         on_exit(self.kill)
 
+        # every socket agentd was told to create, not only the ingest one
+        socks = [p for p in (self.sock, self.sections["ingest"].get("stream_socket"),
+                             self.sections.get("control", {}).get("socket")) if p]
+
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"agentd exited {self.proc.returncode} at start:\n{self.stderr()}")
             try:
-                return stat.S_ISSOCK(os.stat(self.sock).st_mode)
+                return all(stat.S_ISSOCK(os.stat(p).st_mode) for p in socks)
             except FileNotFoundError:
                 return False
-        wait_for(ready, timeout, what=f"agentd's ingest socket {self.sock}")
+        wait_for(ready, timeout, what=f"agentd's sockets {socks}")
         return self
 
     def stderr(self):
