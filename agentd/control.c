@@ -234,79 +234,13 @@ void ctl_out_free(struct ctl_out *o)
 
 /* ---- JSON text ----------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	size_t len;
-	uint32_t cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 int ctl_json_escape(struct buf *b, const char *s, size_t len)
 {
 	size_t start = b->len;
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t i = 0; i < len;) {
-		unsigned char c = p[i];
-		int rc;
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-			rc = buf_append(b, e, 2);
-			i++;
-		} else if (c == '\n') {
-			rc = buf_puts(b, "\\n");
-			i++;
-		} else if (c == '\t') {
-			rc = buf_puts(b, "\\t");
-			i++;
-		} else if (c == '\r') {
-			rc = buf_puts(b, "\\r");
-			i++;
-		} else if (c == 0) {
-			rc = buf_puts(b, "\xef\xbf\xbd");
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			rc = buf_printf(b, "\\u%04x", c);
-			i++;
-		} else {
-			size_t n = utf8_len(p + i, len - i);
-			if (n) {
-				rc = buf_append(b, p + i, n);
-				i += n;
-			} else {
-				rc = buf_puts(b, "\xef\xbf\xbd");
-				i++;
-			}
-		}
-		if (rc) {
-			b->len = start;
-			return -ENOMEM;
-		}
+	int fixed = 0;
+	if (map_json_escape(b, s, len, &fixed)) {
+		b->len = start;
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -333,7 +267,7 @@ static json_t *jstr(const char *s)
 	size_t o = 0;
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t i = 0; i < n;) {
-		size_t l = utf8_len(p + i, n - i);
+		size_t l = map_utf8_len(p + i, n - i);
 		if (l) {
 			memcpy(t + o, p + i, l);
 			o += l;

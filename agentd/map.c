@@ -196,6 +196,14 @@ static inline size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 	return need + 1;
 }
 
+size_t map_utf8_len(const unsigned char *s, size_t n)
+{
+	size_t bad;
+	if (n == 0)
+		return 0;
+	return s[0] < 0x80 ? 1 : utf8_seq(s, n, &bad);
+}
+
 /* Code points in s once repaired, counting stops past stop. */
 static size_t utf8_count(const char *str, size_t n, size_t stop)
 {
@@ -246,7 +254,7 @@ static inline int special8(uint64_t x)
  * Append s as the body of a JSON string (no quotes), repairing UTF-8 and
  * replacing NUL with U+FFFD. Sets *fixed when anything was replaced.
  */
-static int put_str_body(struct buf *b, const char *str, size_t n, int *fixed)
+int map_json_escape(struct buf *b, const char *str, size_t n, int *fixed)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0, run = 0;
@@ -322,7 +330,7 @@ static int put_str_body(struct buf *b, const char *str, size_t n, int *fixed)
 static int put_str(struct buf *b, const char *s, size_t n, struct map_counts *c)
 {
 	int fixed = 0;
-	if (buf_putc(b, '"') || put_str_body(b, s, n, &fixed) || buf_putc(b, '"'))
+	if (buf_putc(b, '"') || map_json_escape(b, s, n, &fixed) || buf_putc(b, '"'))
 		return -ENOMEM;
 	c->invalid_utf8 += (uint64_t)fixed;
 	return 0;
@@ -655,7 +663,7 @@ static int put_meta_key(struct buf *b, struct keyset *ks, const char *prefix, co
 	size_t off = b->len;
 	if (prefix)
 		CHECK(buf_append(b, prefix, strlen(prefix)));
-	CHECK(put_str_body(b, key, klen, &fixed));
+	CHECK(map_json_escape(b, key, klen, &fixed));
 	c->invalid_utf8 += (uint64_t)fixed;
 	uint32_t len = (uint32_t)(b->len - off);
 	long i = keyset_find(ks, b, off, len);

@@ -48,4 +48,16 @@ struct map_counts {
 int map_record(struct buf *out, const ap_record_t *rec, const struct origin *o, const char *host, size_t host_len,
 	       struct map_counts *c);
 
+/*
+ * The string helpers every JSON writer in agentd uses. map_json_escape()
+ * appends s (n bytes) as the body of a JSON string, without quotes: invalid
+ * UTF-8 (each maximal invalid subpart) and NUL become U+FFFD, control
+ * characters are escaped; *fixed is set when anything was replaced. 0 or
+ * -ENOMEM (the buffer may hold part of the string then: callers restore its
+ * length). map_utf8_len() is the length of the well-formed UTF-8 character at
+ * s (n bytes left), 0 when it is not one.
+ */
+int map_json_escape(struct buf *b, const char *s, size_t n, int *fixed);
+size_t map_utf8_len(const unsigned char *s, size_t n);
+
 #endif

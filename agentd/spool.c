@@ -11,6 +11,8 @@
  */
 #include "spool.h"
 
+#include "map.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1037,39 +1039,6 @@ int spool_close(struct spool *s)
 
 /* ---- dead letters ---- */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0];
-	size_t len;
-	uint32_t cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 /* JSON-escape reason (at most SPOOL_DEAD_REASON_MAX bytes of it) into out; returns bytes written. */
 static size_t escape_reason(char *out, const char *reason)
 {
@@ -1093,7 +1062,7 @@ static size_t escape_reason(char *out, const char *reason)
 			o += 6;
 			i++;
 		} else {
-			size_t l = utf8_len(p + i, n - i);
+			size_t l = map_utf8_len(p + i, n - i);
 			if (l == 0) {
 				memcpy(out + o, "\\ufffd", 6);
 				o += 6;

@@ -55,6 +55,15 @@ def _run_cleanups():
 atexit.register(_run_cleanups)
 
 
+def _terminated(signum, frame):
+    # SIGTERM would skip atexit: leave through it so nothing keeps running
+    raise SystemExit(128 + signum)
+
+
+if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def on_exit(fn):
     _cleanups.append(fn)
     return fn
