@@ -60,7 +60,7 @@ struct ingest {
 	struct mmsghdr msgs[RECV_BATCH];
 	int used; /* headers the last recvmmsg filled */
 	uv_timer_t tick; /* reads in ticks under a light load */
-	bool ticks;	 /* the kernel queue is deep enough for them */
+	bool ticks; /* the kernel queue is deep enough for them */
 	struct iovec iov[RECV_BATCH];
 	union {
 		char buf[CTRL_SIZE];

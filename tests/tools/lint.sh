@@ -58,7 +58,9 @@ fi
 
 echo "lint: banned functions"
 banned='sprintf|vsprintf|strcpy|strcat|strtok|atoi|gets'
-if xargs -d '\n' grep -nE "(^|[^A-Za-z0-9_])($banned)[[:space:]]*\(" <"$list" | sed 's/$/  (banned function)/'; then
+found=$(xargs -d '\n' grep -nE "(^|[^A-Za-z0-9_])($banned)[[:space:]]*\(" <"$list")
+if [ -n "$found" ]; then
+	printf '%s\n' "$found" | sed 's/$/  (banned function)/'
 	status=1
 fi
 
