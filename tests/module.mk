@@ -56,6 +56,7 @@ e2e-valgrind: all
 		"tests/e2e/test_upstream_faults.py::test_reset_in_the_middle_of_a_response"
 
 check: deps
+	$(MAKE) lint
 	$(MAKE) all unit
 	$(MAKE) BUILD=build-asan SAN=1 unit
 	$(MAKE) shims

@@ -825,6 +825,7 @@ def evaluate(data):
     gz, none, slg = "agentd gzip 1", "agentd none", "syslog-ng"
     best_a = max(lossfree(runs, gz), lossfree(runs, none))
     best_a_gz = lossfree(runs, gz)
+    best_none = lossfree(runs, none)
     best_s = lossfree(runs, slg)
     if best_s:
         g.append({"goal": "≥ 8x syslog-ng's highest loss-free rate",
@@ -833,13 +834,16 @@ def evaluate(data):
                             f"bound: the sweep stops at {fmt_k(max(r['rate'] for r in runs))})",
                   "ok": best_a_gz >= 8 * best_s})
     else:
-        # no loss-free rate at all: its best delivered rate bounds it from above
-        top = max((r["delivered"] / r["elapsed"] for r in runs if r["agent"] == slg and r["elapsed"]), default=0)
+        # no loss-free rate at all: the lowest rate at which it lost records
+        # bounds its loss-free rate from above; the job is the same as agentd's
+        # uncompressed one (syslog-ng 3.38 has no compression)
+        lost_at = min((r["rate"] for r in runs if r["agent"] == slg and r["lost"]), default=0)
         g.append({"goal": "≥ 8x syslog-ng's highest loss-free rate",
-                  "figure": f"syslog-ng lost records at every rate of the sweep; its loss-free rate is below its "
-                            f"best delivered rate, {top:,.0f}/s; agentd (gzip 1) {best_a_gz:,.0f}/s: more than "
-                            f"{best_a_gz / top:.1f}x" if top else "no syslog-ng figures",
-                  "ok": bool(top) and best_a_gz >= 8 * top})
+                  "figure": f"syslog-ng lost records at every rate of the sweep, from {lost_at:,.0f}/s: its "
+                            f"loss-free rate is below that; agentd is loss-free up to {best_none:,.0f}/s "
+                            f"uncompressed ({best_a_gz:,.0f}/s with gzip 1): more than "
+                            f"{best_none / lost_at:.0f}x" if lost_at else "no syslog-ng figures",
+                  "ok": bool(lost_at) and best_none >= 8 * lost_at})
     # CPU per record at the rates where both delivered everything
     pairs = []
     for r in runs:
