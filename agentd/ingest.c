@@ -216,8 +216,8 @@ static int read_dgrams(struct ingest *in, int rounds, unsigned *count)
  * millisecond longer, and none is refused for it.
  */
 #define COALESCE_MS 1
-#define TICK_BUSY (RECV_BATCH * 2) /* about 128,000 records/s: past it, reading on readiness keeps the queue shortest  \
-				    */
+/* about 128,000 records/s: past it, reading on readiness keeps the queue shortest */
+#define TICK_BUSY (RECV_BATCH * 2)
 
 static void on_dgram(uv_poll_t *h, int status, int events);
 
