@@ -151,6 +151,8 @@ void upload_kick(struct agentd *d);
 void upload_abort_all(struct agentd *d);
 unsigned upload_inflight(const struct agentd *d);
 const char *upload_state_name(const struct agentd *d);
+/* The upstream is down: every recent request failed to reach it. */
+bool upload_down(const struct agentd *d);
 uint64_t upload_down_since_ms(const struct agentd *d);
 /* How long to wait before the next probe while the upstream is down. */
 uint64_t upload_probe_delay_ms(const struct agentd *d);

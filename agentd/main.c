@@ -166,7 +166,7 @@ static void begin_shutdown(struct agentd *d, const char *why)
 		if (b->state == B_WAITING)
 			b->not_before = 0;
 	spoolq_shutdown_begin(d);
-	if (strcmp(upload_state_name(d), "down") == 0 && d->q.head) {
+	if (upload_down(d) && d->q.head) {
 		/* waiting out the deadline would not help: persist now */
 		log_warn("upstream is down: persisting %zu records now", d->q.records);
 		on_deadline(&d->shutdown_timer);

@@ -291,7 +291,7 @@ void spoolq_overflow(struct agentd *d, struct batch *b)
 
 void spoolq_defer(struct agentd *d, struct batch *b, const char *why)
 {
-	if (strcmp(upload_state_name(d), "down") == 0)
+	if (upload_down(d))
 		sq.probe_after = now_ms(d) + upload_probe_delay_ms(d);
 	if (persist(d, b)) {
 		log_debug("%s: batch kept in the spool", why);
@@ -399,7 +399,7 @@ static void replay_more(struct agentd *d)
 		return;
 	const struct config *c = &d->cfg;
 	unsigned limit = replay_limit(d);
-	if (strcmp(upload_state_name(d), "down") == 0) {
+	if (upload_down(d)) {
 		/* one probe at a time, on backoff, and only when memory has none */
 		for (const struct batch *b = d->q.head; b; b = b->next)
 			if (b->state != B_OPEN)
@@ -500,7 +500,7 @@ void spoolq_deadline(struct agentd *d)
 
 bool spoolq_busy(const struct agentd *d)
 {
-	return always(d) && !sq.stopped && sq.pending > 0 && strcmp(upload_state_name(d), "down") != 0;
+	return always(d) && !sq.stopped && sq.pending > 0 && !upload_down(d);
 }
 
 /* ---- setup and durability ---------------------------------------------- */

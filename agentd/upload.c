@@ -642,6 +642,11 @@ const char *upload_state_name(const struct agentd *d)
 	return d->up ? names[d->up->state] : "none";
 }
 
+bool upload_down(const struct agentd *d)
+{
+	return d->up && d->up->state == UP_DOWN;
+}
+
 uint64_t upload_down_since_ms(const struct agentd *d)
 {
 	return d->up && d->up->state == UP_DOWN ? d->up->down_since_ms : 0;
