@@ -52,3 +52,52 @@ def test_a_bad_frame_on_the_stream_socket_does_not_close_it(agentd, receiver, pg
     send_stream(a.stream, [encode_frame("before"), bad, encode_frame("after")])
     wait_count(pg, 2, settle=0.3)
     assert sorted(r["message"] for r in pg.rows("SELECT message FROM logs")) == ["after", "before"]
+
+
+def test_own_sockets_have_their_modes_and_replace_only_stale_ones(agentd, receiver, pg, workdir):
+    """Without sockets passed by systemd, agentd creates its own, with the
+    configured modes; it replaces a stale socket file, refuses to start over a
+    live one, and never removes a file that is not a socket."""
+    import socket
+    import stat
+    import subprocess
+
+    import harness
+
+    d = os.path.join(workdir, "own")
+    os.makedirs(d)
+    sock, stream = os.path.join(d, "in.sock"), os.path.join(d, "in.stream")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(sock)
+    stale.close()  # the file stays behind, nobody listens
+    a = agentd({"ingest": {"socket": sock, "stream_socket": stream, "socket_mode": "0620",
+                           "stream_socket_mode": "0640"}}, name="own")
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o620
+    assert stat.S_IMODE(os.stat(stream).st_mode) == 0o640
+    send_frames(sock, [encode_frame("through a replaced stale socket")])
+    wait_count(pg, 1, settle=0.2)
+
+    # a second agentd on the same live socket fails to start and leaves it alone
+    cfg = os.path.join(d, "second.conf")
+    with open(cfg, "w") as f:
+        f.write(harness.render_config({"ingest": {"socket": sock, "stream_socket": ""}, "spool": {"dir": ""},
+                                       "control": {"socket": ""},
+                                       "upstream": {"url": receiver.url + "/logs"}}))
+    r = subprocess.run([harness.AGENTD_BIN, "-c", cfg], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "another agentd" in r.stderr, r.stderr
+    send_frames(sock, [encode_frame("the first one still listens")])
+    wait_count(pg, 2, settle=0.2)
+    assert a.alive()
+
+    # a regular file where the socket should be is left alone
+    plain = os.path.join(d, "plain")
+    with open(plain, "w") as f:
+        f.write("keep me")
+    with open(cfg, "w") as f:
+        f.write(harness.render_config({"ingest": {"socket": plain, "stream_socket": ""}, "spool": {"dir": ""},
+                                       "control": {"socket": ""},
+                                       "upstream": {"url": receiver.url + "/logs"}}))
+    r = subprocess.run([harness.AGENTD_BIN, "-c", cfg], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, r.stderr
+    with open(plain) as f:
+        assert f.read() == "keep me"
