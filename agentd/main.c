@@ -121,7 +121,7 @@ void agentd_maybe_exit(struct agentd *d)
 {
 	if (!d->stopping || finished)
 		return;
-	if (d->q.head || d->q.encoding || upload_inflight(d) || spoolq_busy(d))
+	if (!queue_empty(d) || d->q.encoding || upload_inflight(d) || spoolq_busy(d))
 		return;
 	log_info("everything delivered or persisted: exiting");
 	close_all(d);
@@ -130,7 +130,7 @@ void agentd_maybe_exit(struct agentd *d)
 static void on_deadline(uv_timer_t *t)
 {
 	struct agentd *d = t->data;
-	if (!d->draining_done && d->q.head)
+	if (!d->draining_done && !queue_empty(d))
 		log_warn("shutdown: %zu records not delivered yet: persisting them", d->q.records);
 	uv_timer_stop(&d->shutdown_timer);
 	spoolq_deadline(d);
@@ -166,7 +166,7 @@ static void begin_shutdown(struct agentd *d, const char *why)
 		if (b->state == B_WAITING)
 			b->not_before = 0;
 	spoolq_shutdown_begin(d);
-	if (upload_down(d) && d->q.head) {
+	if (upload_down(d) && !queue_empty(d)) {
 		/* waiting out the deadline would not help: persist now */
 		log_warn("upstream is down: persisting %zu records now", d->q.records);
 		on_deadline(&d->shutdown_timer);
