@@ -110,8 +110,14 @@ static int conn_send(struct conn *c, json_t *req)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			fprintf(stderr, PROG ": cannot send to %s: %s\n", sock_path, strerror(errno));
+			int e = errno;
 			free(s);
+			/* agentd may have answered and closed before the request
+			   went out (a refusal is sent at accept): the caller reads
+			   that answer before reporting this. */
+			if (e == EPIPE || e == ECONNRESET)
+				return -EPIPE;
+			fprintf(stderr, PROG ": cannot send to %s: %s\n", sock_path, strerror(e));
 			return -1;
 		}
 		off += (size_t)w;
@@ -203,6 +209,12 @@ static json_t *request(struct conn *c, json_t *req)
 {
 	int rc = conn_send(c, req);
 	json_decref(req);
+	if (rc == -EPIPE) {
+		json_t *j = conn_reply(c, true);
+		if (!j)
+			fprintf(stderr, PROG ": cannot send to %s: %s\n", sock_path, strerror(EPIPE));
+		return j;
+	}
 	return rc ? NULL : conn_reply(c, false);
 }
 
