@@ -136,7 +136,7 @@ int sdnotify_send(struct sdnotify *n, const char *text)
 }
 
 /* Format into buf (SDNOTIFY_MAX + 1 bytes); length or -EMSGSIZE/-EINVAL. */
-static int vformat(char *buf, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int vformat(char *buf, const char *fmt, va_list ap)
 {
 	int l = vsnprintf(buf, SDNOTIFY_MAX + 1, fmt, ap);
 	if (l < 0)

@@ -22,9 +22,8 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 140000
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
-# Warnings are shown but not fatal here: the gcc build enforces them, and a
-# clang-only warning in one file should not stop every fuzzer.
-FUZZ_CFLAGS := -std=c11 $(filter-out -Werror,$(WARN)) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN)
+# clang sees a few things gcc does not: warnings are errors here too.
+FUZZ_CFLAGS := -std=c11 $(WARN) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
 FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
