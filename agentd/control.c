@@ -28,6 +28,7 @@
 #define FLUSH_POLL_MS 50
 #define CLOSE_GRACE_MS 5000 /* a closing client that does not take its error line */
 #define TOP_SENDERS 10
+#define CONTROL_BACKLOG 64 /* connections waiting to be accepted */
 
 struct control;
 
@@ -1295,7 +1296,7 @@ int control_init(struct agentd *d)
 		log_info("control: no control socket ([control] socket is empty)");
 		return 0;
 	}
-	int fd = unixsock_bind(SOCK_STREAM, path, d->cfg.control.socket_mode);
+	int fd = unixsock_bind(SOCK_STREAM, path, d->cfg.control.socket_mode, CONTROL_BACKLOG);
 	if (fd < 0) {
 		log_error("cannot create the control socket %s: %s", path,
 			  fd == -EADDRINUSE ? "another agentd is listening there" : strerror(-fd));
@@ -1315,7 +1316,7 @@ int control_init(struct agentd *d)
 	if (rc)
 		close(fd);
 	else
-		rc = uv_listen((uv_stream_t *)&ctl->server, 64, on_connection);
+		rc = uv_listen((uv_stream_t *)&ctl->server, CONTROL_BACKLOG, on_connection);
 	if (rc) {
 		log_error("cannot listen on the control socket %s: %s", path, uv_strerror(rc));
 		return rc;

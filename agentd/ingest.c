@@ -30,6 +30,7 @@
 #define CTRL_SIZE (CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16))
 #define COMM_SLOTS 256
 #define COMM_TTL_MS 5000
+#define STREAM_BACKLOG 128 /* stream senders waiting to be accepted */
 
 struct comm_slot {
 	int32_t pid;
@@ -446,7 +447,7 @@ int ingest_init(struct agentd *d)
 	}
 	bool passed = fd >= 0;
 	if (!passed) {
-		fd = unixsock_bind(SOCK_DGRAM, c->ingest.socket, c->ingest.socket_mode);
+		fd = unixsock_bind(SOCK_DGRAM, c->ingest.socket, c->ingest.socket_mode, 0);
 		if (fd < 0) {
 			log_error("cannot create the ingest socket %s: %s", c->ingest.socket,
 				  fd == -EADDRINUSE ? "another agentd is listening there" : strerror(-fd));
@@ -479,7 +480,7 @@ int ingest_init(struct agentd *d)
 	}
 	bool spassed = sfd >= 0;
 	if (!spassed && c->ingest.stream_socket && c->ingest.stream_socket[0]) {
-		sfd = unixsock_bind(SOCK_STREAM, c->ingest.stream_socket, c->ingest.stream_socket_mode);
+		sfd = unixsock_bind(SOCK_STREAM, c->ingest.stream_socket, c->ingest.stream_socket_mode, STREAM_BACKLOG);
 		if (sfd < 0) {
 			log_error("cannot create the stream socket %s: %s", c->ingest.stream_socket,
 				  sfd == -EADDRINUSE ? "another agentd is listening there" : strerror(-sfd));
@@ -492,7 +493,7 @@ int ingest_init(struct agentd *d)
 		in->server.data = in;
 		int rc = uv_pipe_open(&in->server, sfd);
 		if (!rc)
-			rc = uv_listen((uv_stream_t *)&in->server, 128, on_stream_conn);
+			rc = uv_listen((uv_stream_t *)&in->server, STREAM_BACKLOG, on_stream_conn);
 		if (rc) {
 			log_error("cannot listen on the stream socket: %s", uv_strerror(rc));
 			uv_close((uv_handle_t *)&in->server, ingest_handle_closed);

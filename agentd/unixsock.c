@@ -25,7 +25,7 @@ static int probe_live(int type, const struct sockaddr_un *sa)
 	return live;
 }
 
-int unixsock_bind(int type, const char *path, unsigned mode)
+int unixsock_bind(int type, const char *path, unsigned mode, int backlog)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char tmp[sizeof sa.sun_path];
@@ -49,7 +49,10 @@ int unixsock_bind(int type, const char *path, unsigned mode)
 	unlink(tmp);
 	memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
 	int rc = 0;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(tmp, mode) < 0 || rename(tmp, path) < 0)
+	/* a stream socket listens before its name appears: whoever sees the
+	   file can connect (the caller's uv_listen only sets the callback) */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(tmp, mode) < 0 ||
+	    (type == SOCK_STREAM && listen(fd, backlog) < 0) || rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc) {
 		unlink(tmp);

@@ -12,8 +12,9 @@
 #define AGENTD_UNIXSOCK_H
 
 /* Bind a non-blocking, close-on-exec socket of type (SOCK_DGRAM or
-   SOCK_STREAM) at path with the permissions mode. Returns the fd, or
+   SOCK_STREAM) at path with the permissions mode; a stream socket is
+   listening (backlog) before the path appears. Returns the fd, or
    -ENAMETOOLONG, -EADDRINUSE, -EEXIST or another -errno. */
-int unixsock_bind(int type, const char *path, unsigned mode);
+int unixsock_bind(int type, const char *path, unsigned mode, int backlog);
 
 #endif

@@ -188,6 +188,8 @@ def test_tail_human_output(agentd):
     try:
         wait_for(lambda: status(a)["control"]["tail_clients"] == 1, 10, what="a tail client")
         send_frames(a.sock, [encode_frame("plain line", {"service": "svc-h", "k": "v"}, level=LV["WARN"])])
+        ready, _, _ = select.select([p.stdout], [], [], 10 * harness.SCALE)
+        assert ready, "agentctl tail printed nothing in 10 s"
         line = p.stdout.readline()
         assert "WARN" in line and "svc-h" in line and "plain line" in line and "k=v" in line
         assert "\033[" not in line  # not a terminal: no colour
@@ -302,7 +304,7 @@ def test_a_tail_client_that_never_reads_does_not_slow_delivery(agentd, pg):
     # it drains: the notice of what it missed comes before newer records
     s.setblocking(False)
     data = b""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10 * harness.SCALE
     while b'"missed"' not in data and time.monotonic() < deadline:
         try:
             data += s.recv(1 << 20)

@@ -519,8 +519,10 @@ def test_control_client_that_never_reads(agentd, receiver, pg):
     assert a.alive()
 
 
-def open_many(path, n):
-    """n connections, all open at once; a full listen backlog (EAGAIN) is waited out."""
+def open_many(path, n, first=None):
+    """n connections, all open at once; a full listen backlog (EAGAIN) is waited out.
+    first: sent on each as soon as it is connected (agentd drops a client
+    that sends nothing for 10 s)."""
     socks = []
     deadline = time.monotonic() + 30 * harness.SCALE
     while len(socks) < n:
@@ -533,6 +535,8 @@ def open_many(path, n):
             assert time.monotonic() < deadline, f"only {len(socks)} of {n} connections accepted"
             time.sleep(0.005)
             continue
+        if first is not None:
+            s.sendall(first)
         socks.append(s)
     return socks
 
@@ -552,9 +556,7 @@ def test_1000_control_connections_at_once(agentd, receiver, pg, workdir):
     t = threading.Thread(target=ingest)
     t.start()
     try:
-        socks = open_many(a.ctl, 1000)
-        for s in socks:
-            s.sendall(b'{"cmd":"status"}\n')
+        socks = open_many(a.ctl, 1000, first=b'{"cmd":"status"}\n')
         answered = 0
         for s in socks:
             buf = b""

@@ -35,7 +35,7 @@ def test_retry_after_is_honoured(agentd, receiver, pg, status):
     wait_count(pg, 1, timeout=10)
     first, second = receiver.requests()
     gap = second["time"] - first["time"]
-    assert 1.9 <= gap <= 4.5, f"retried after {gap:.2f} s, Retry-After said 2"
+    assert 1.9 <= gap <= 2.5 + 2 * harness.SCALE, f"retried after {gap:.2f} s, Retry-After said 2"
 
 
 def test_after_max_retries_the_batch_is_spooled_and_delivered_later(agentd, receiver, pg):
@@ -73,7 +73,7 @@ def test_upstream_down_then_reload_to_a_working_url_loses_nothing(agentd, receiv
     dead = f"http://127.0.0.1:{harness.free_port()}/logs"
     a = agentd({"upstream": {"url": dead}, **FAST_RETRY})
     agent_flood(a.sock, 200)
-    harness.wait_for(lambda: "127.0.0.1" in a.stderr() or a.spool_bytes() > 0, 10,
+    harness.wait_for(lambda: "upload failed" in a.stderr() or a.spool_bytes() > 0, 10,
                      what="agentd to notice the upstream is down")
     assert pg.count() == 0
     a.write_config({"upstream": {"url": receiver.url}})

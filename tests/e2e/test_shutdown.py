@@ -8,7 +8,7 @@ from harness import agent_flood, encode_frame, send_frames, wait_count, wait_for
 
 
 def test_sigterm_with_10000_queued_delivers_all_before_exit(agentd, receiver, pg):
-    receiver.delay(200)  # a slow server: the records pile up in agentd
+    receiver.delay(500)  # a slow server: the records pile up in agentd
     a = agentd({"upstream": {"max_inflight": 1}, "agentd": {"shutdown_timeout_ms": 30000}})
     assert agent_flood(a.sock, 10000) == (10000, 0)
     assert pg.count() < 10000, "precondition: records are still queued when SIGTERM comes"

@@ -245,7 +245,7 @@ def test_six_503_in_a_row_beyond_max_retries_loses_nothing(agentd, receiver, pg)
 def test_one_refused_record_in_1000_goes_to_the_dead_letter_file(agentd, receiver, pg):
     receiver.refuse("^poison")
     a = agentd({"batch": {"max_records": 1000, "interval_ms": 10000},
-                "retry": {"max_retries": 1, "initial_backoff_ms": 50, "max_backoff_ms": 200}})
+                "retry": {"max_retries": 1, "initial_backoff_ms": 300, "max_backoff_ms": 600}})
     frames = [encode_frame(f"good {i}") for i in range(500)]
     frames.append(encode_frame("poison pill", fields={"why": "refused"}))
     frames += [encode_frame(f"good {i}") for i in range(500, 999)]
@@ -255,7 +255,9 @@ def test_one_refused_record_in_1000_goes_to_the_dead_letter_file(agentd, receive
     assert receiver.requests()[0]["records"] == 1000, "the 1000 records went as one batch"
     figure(f"poison: 999 good, {rows} rows, {rows - 999} duplicates, {len(receiver.requests())} requests")
 
-    dead = glob.glob(os.path.join(a.spool, "dead", "dead-*.jsonl"))
+    # the lone record's last refusal may come after its good sibling's rows
+    dead = wait_for(lambda: glob.glob(os.path.join(a.spool, "dead", "dead-*.jsonl")), 10,
+                    what="a dead-letter file")
     assert len(dead) == 1, f"dead-letter files: {dead}"
     assert os.stat(dead[0]).st_mode & 0o777 == 0o600
     with open(dead[0]) as f:
@@ -396,7 +398,14 @@ def test_a_full_spool_filesystem_drops_counted_and_recovers(agentd, upstream, pg
         if st is not None:
             assert st["dropped"]["total"] > 0, st["dropped"]
             assert st["spool"]["write_errors"] > 0, st["spool"]
-        assert a.stderr().count("cannot write to the spool") == 1, "logged once per episode"
+        # Logged once per episode, not per failed batch. A small batch may
+        # still fit on the nearly full disk and end an episode, so count
+        # episodes: exactly one is open now.
+        log = a.stderr()
+        began, ended = log.count("cannot write to the spool"), log.count("spool writable again")
+        assert began - ended == 1, (began, ended)
+        if st is not None:
+            assert began == 1 or began < st["spool"]["write_errors"], (began, st["spool"])
 
         # Space returns; the upstream is still down: new records go to the spool again.
         if mounted:
