@@ -200,6 +200,9 @@ static int read_dgrams(struct ingest *in, int rounds, unsigned *count)
 				d->st.malformed[MAL_NO_CREDENTIALS]++; /* counted, record still taken */
 			take(in, &o, in->iov[i].iov_base, in->msgs[i].msg_len);
 		}
+		/* mode = always: on disk before the next datagram leaves the
+		   kernel, so a crash loses at most one recvmmsg's worth */
+		queue_ingest_done(d);
 		if (n < RECV_BATCH)
 			return 0;
 	}
@@ -235,7 +238,6 @@ static void on_tick(uv_timer_t *t)
 	struct ingest *in = t->data;
 	unsigned n = 0;
 	int more = read_dgrams(in, RECV_ROUNDS, &n);
-	queue_ingest_done(in->d);
 	if (n == 0 || more || n >= TICK_BUSY)
 		watch(in); /* idle again, or too busy for ticks */
 	else
@@ -253,7 +255,6 @@ static void on_dgram(uv_poll_t *h, int status, int events)
 		return;
 	unsigned n = 0;
 	int more = read_dgrams(in, RECV_ROUNDS, &n);
-	queue_ingest_done(in->d);
 	if (in->ticks && !more && n < RECV_BATCH / 4) {
 		uv_poll_stop(&in->dpoll);
 		in->dpoll_active = false;
