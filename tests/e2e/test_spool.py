@@ -467,9 +467,9 @@ EPOLL_WAITS = {"232", "281", "441"}  # x86_64 epoll_wait, epoll_pwait, epoll_pwa
 
 def _kill_when_idle(p):
     """SIGKILL agentd while its loop waits in epoll, never in the middle of a
-    wakeup: mode = always writes each wakeup's records before the loop waits
-    again, and a kill inside one can lose only the datagrams that wakeup had
-    already taken from the kernel. Returns how many tries it took."""
+    read: mode = always writes what each recvmmsg took before the next one,
+    and a kill inside a read can lose only the datagrams it had already taken
+    from the kernel. Returns how many tries it took."""
     for tries in range(1, 1001):
         os.kill(p.pid, signal.SIGSTOP)
         try:
