@@ -762,7 +762,7 @@ def report(out, data, quick):
     if data.get("durability"):
         w("## Durability: `[spool] mode = always` against `on-failure`\n")
         w("gzip 1, 4 processes, the default fsync (interval, 1 s). With always, every record is appended to the "
-          "spool in the wakeup that read it, and batches are assembled from the spool; on-failure touches the "
+          "spool right after each read (recvmmsg), and batches are assembled from the spool; on-failure touches the "
           "disk only when the upstream cannot take a batch. Each pair ran back to back.\n")
         w("| spool mode | offered /s | achieved /s | delivered | lost | refused | dropped in agent | µs CPU / rec "
           "| peak RSS MiB | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
