@@ -348,6 +348,17 @@ static void retry_later(struct upload *up, struct batch *b, const char *what, lo
 			spoolq_dead_letter(d, b, what);
 			return;
 		}
+		if (answered && b->nrec == 1 && b->splits) {
+			/* Isolated by halving, but no other batch has got through
+			 * since: its sibling's answer may still be on the way. It
+			 * waits in memory, where it keeps that history (the spool
+			 * would not), and is judged again after another round. */
+			log_debug("a lone refused record waits for its sibling's answer");
+			b->attempts = 0;
+			b->state = B_WAITING;
+			b->not_before = now_ms(d) + c->retry.max_backoff_ms;
+			return;
+		}
 		log_warn("upload failed (%s), %u retries exhausted: keeping %u records for later", what,
 			 c->retry.max_retries, b->nrec);
 		spoolq_defer(d, b, what);

@@ -276,8 +276,8 @@ class Receiver:
     def fail(self, count, status=503, retry_after=None):
         self._control("fail", {"count": count, "status": status, "retry_after": retry_after})
 
-    def delay(self, ms):
-        self._control("delay", {"ms": ms})
+    def delay(self, ms, only_ok=False):
+        self._control("delay", {"ms": ms, "only_ok": only_ok})
 
     def refuse(self, pattern):
         self._control("refuse", {"pattern": pattern})

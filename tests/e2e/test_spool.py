@@ -271,6 +271,29 @@ def test_one_refused_record_in_1000_goes_to_the_dead_letter_file(agentd, receive
         assert st["dead_letters"] == 1 and st["spool"]["dead_letters"] == 1, st
 
 
+def test_a_lone_refused_record_waits_for_its_slow_sibling_then_is_a_dead_letter(agentd, receiver, pg):
+    """The record is refused at once, while its good sibling's answer takes
+    1.5 s: the lone record's retries run out before anything has got through.
+    It must wait for that answer in memory. In the spool its history is lost,
+    and a replay that starts after the sibling's answer, with nothing else
+    flowing, would never see another batch get through."""
+    receiver.refuse("^poison")
+    receiver.delay(1500, only_ok=True)
+    a = agentd({"batch": {"max_records": 2, "interval_ms": 10000},
+                "retry": {"max_retries": 1, "initial_backoff_ms": 50, "max_backoff_ms": 200}})
+    send_frames(a.sock, [encode_frame("good sibling"), encode_frame("poison alone")])
+    arrive(pg, 1, "message = 'good sibling'", timeout=20)
+    dead = wait_for(lambda: glob.glob(os.path.join(a.spool, "dead", "dead-*.jsonl")), 10,
+                    what="a dead-letter file")
+    with open(dead[0]) as f:
+        letters = [json.loads(line) for line in f]
+    assert [d["record"]["message"] for d in letters] == ["poison alone"]
+    st = status(a)
+    if st is not None:
+        assert st["dead_letters"] == 1 and st["spooled"] == 0 and st["replayed"] == 0, st
+    assert pg.count() == 1
+
+
 # ---- 5. torn segment --------------------------------------------------------------------
 
 def test_a_segment_cut_mid_entry_keeps_every_whole_entry_and_counts_the_torn_one(agentd, upstream, pg):

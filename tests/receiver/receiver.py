@@ -171,6 +171,7 @@ class State:
         self.fail_status = 503
         self.fail_retry_after = None
         self.delay_ms = 0
+        self.delay_only_ok = False  # delay only the answers that accept
         self.refuse = None
 
 
@@ -206,7 +207,7 @@ def create_app(dsn, pool_size=4):
                  "records": None, "body_bytes": len(raw), "json_bytes": None, "error": None}
         st.requests.append(entry)
         status, payload, headers = await handle(raw, enc, entry)
-        if st.delay_ms:
+        if st.delay_ms and (not st.delay_only_ok or status == 200):
             await asyncio.sleep(st.delay_ms / 1000)
         entry["status"] = status
         if status != 200:
@@ -260,7 +261,9 @@ def create_app(dsn, pool_size=4):
 
     @app.post("/_test/delay")
     async def t_delay(request: Request):
-        st.delay_ms = int((await request.json()).get("ms", 0))
+        q = await request.json()
+        st.delay_ms = int(q.get("ms", 0))
+        st.delay_only_ok = bool(q.get("only_ok", False))
         return {"status": "ok"}
 
     @app.post("/_test/refuse")
