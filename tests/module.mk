@@ -13,6 +13,9 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(PROTO_OBJ) $(AGENTD_LIB) $
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(AGENTD_LIBS)
 
+# the codec's suite compares decoded vectors in their JSON form
+$(BUILD)/tests/test_proto: $(BUILD)/proto/vectors/vector_json.o
+
 $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c -o $@ $<

@@ -12,6 +12,7 @@
  * Usage: gen_vectors [DIR]   (DIR defaults to proto/vectors)
  */
 #include "agent_proto.h"
+#include "vector_json.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -20,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SAFE_INT_MAX 9007199254740991LL /* 2^53 - 1 */
+#define SAFE_INT_MAX VECTOR_SAFE_INT_MAX
 
 static const char *outdir = "proto/vectors";
 static int nwritten;
@@ -29,133 +30,6 @@ static void die(const char *what, const char *name)
 {
 	fprintf(stderr, "gen_vectors: %s: %s\n", name, what);
 	exit(1);
-}
-
-/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing past
- * U+10FFFF. The Python and Node decoders agree on this definition. */
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t len;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		if (n - i < len)
-			return 0;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3F);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
-static json_t *jstr(const void *p, size_t n)
-{
-	if (utf8_valid(p, n))
-		return json_stringn(p, n);
-	static const char digits[] = "0123456789abcdef";
-	char *hex = malloc(2 * n + 1);
-	if (!hex)
-		die("out of memory", "hex");
-	for (size_t i = 0; i < n; i++) {
-		hex[2 * i] = digits[((const uint8_t *)p)[i] >> 4];
-		hex[2 * i + 1] = digits[((const uint8_t *)p)[i] & 15];
-	}
-	json_t *v = json_pack("{s:s#}", "hex", hex, (int)(2 * n));
-	free(hex);
-	return v;
-}
-
-static json_t *jint(int64_t v)
-{
-	if (v >= -SAFE_INT_MAX && v <= SAFE_INT_MAX)
-		return json_integer(v);
-	char s[32];
-	snprintf(s, sizeof s, "%" PRId64, v);
-	return json_string(s);
-}
-
-static json_t *juint(uint64_t v)
-{
-	if (v <= (uint64_t)SAFE_INT_MAX)
-		return json_integer((json_int_t)v);
-	char s[32];
-	snprintf(s, sizeof s, "%" PRIu64, v);
-	return json_string(s);
-}
-
-static json_t *jdouble(double d)
-{
-	if (isnan(d))
-		return json_string("nan");
-	if (isinf(d))
-		return json_string(d > 0 ? "inf" : "-inf");
-	return json_real(d);
-}
-
-static const char *type_name(int type)
-{
-	switch (type) {
-	case AP_T_STRING:
-		return "string";
-	case AP_T_INT64:
-		return "int64";
-	case AP_T_DOUBLE:
-		return "double";
-	default:
-		return "bool";
-	}
-}
-
-static json_t *record_json(const ap_record_t *rec)
-{
-	json_t *fields = json_array();
-	ap_iter_t it;
-	ap_field_t f;
-	ap_iter_init(&it, rec);
-	while (ap_iter_next(&it, &f)) {
-		json_t *v;
-		switch (f.type) {
-		case AP_T_STRING:
-			v = jstr(f.v.s.ptr, f.v.s.len);
-			break;
-		case AP_T_INT64:
-			v = jint(f.v.i);
-			break;
-		case AP_T_DOUBLE:
-			v = jdouble(f.v.d);
-			break;
-		default:
-			v = json_boolean(f.v.b);
-			break;
-		}
-		json_array_append_new(fields, json_pack("{s:o,s:s,s:o}", "key", jstr(f.key, f.klen), "type",
-							type_name(f.type), "value", v));
-	}
-	return json_pack("{s:i,s:i,s:o,s:o,s:o,s:o}", "level", rec->level, "flags", rec->flags, "time_ns",
-			 juint(rec->time_ns), "dropped", juint(rec->dropped), "message", jstr(rec->msg, rec->msg_len),
-			 "fields", fields);
 }
 
 static void write_file(const char *name, const char *ext, const void *data, size_t len)
@@ -195,7 +69,7 @@ static void emit(const char *name, const uint8_t *frame, size_t len)
 	if (rc != AP_OK)
 		die(ap_strerror(rc), name);
 	write_file(name, "bin", frame, len);
-	write_json(name, record_json(&rec));
+	write_json(name, vector_record_json(&rec));
 }
 
 /* A malformed vector: the frame must fail with the expected error. */

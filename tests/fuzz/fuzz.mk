@@ -84,7 +84,9 @@ fuzz: fuzz-regress
 vectors: $(BUILD)/proto/gen_vectors
 	$(BUILD)/proto/gen_vectors proto/vectors
 
-$(BUILD)/proto/gen_vectors: proto/vectors/gen_vectors.c proto/agent_proto.c proto/agent_proto.h
+$(BUILD)/proto/gen_vectors: proto/vectors/gen_vectors.c proto/vectors/vector_json.c proto/vectors/vector_json.h \
+		proto/agent_proto.c proto/agent_proto.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ proto/vectors/gen_vectors.c proto/agent_proto.c \
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ proto/vectors/gen_vectors.c proto/vectors/vector_json.c \
+		proto/agent_proto.c \
 		$(LDFLAGS) $(PKG_LIBS) -lm

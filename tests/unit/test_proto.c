@@ -12,6 +12,7 @@
  * (default "tests/fuzz/regressions"), relative to the working directory.
  */
 #include "agent_proto.h"
+#include "vectors/vector_json.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -25,7 +26,6 @@
 #include <string.h>
 
 #define S(lit) (lit), (sizeof(lit) - 1)
-#define SAFE_INT_MAX 9007199254740991LL /* 2^53 - 1 */
 #define CANARY 0xA5
 /* ck_assert records a mark point per call, too slow for hot loops. */
 #define REQUIRE(c)                                                                                                     \
@@ -116,119 +116,21 @@ static void free_list(char **names)
 	free(names);
 }
 
-/* Strict UTF-8 (RFC 3629): what Python's and Node's decoders accept. */
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t len;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		if (n - i < len)
-			return 0;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3F);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
-/* ---- the vectors' JSON form ---------------------------------------------- */
-
-static json_t *jstr(const void *p, size_t n)
-{
-	if (utf8_valid(p, n))
-		return json_stringn(p, n);
-	char *hex = malloc(2 * n + 1);
-	ck_assert_ptr_nonnull(hex);
-	for (size_t i = 0; i < n; i++)
-		snprintf(hex + 2 * i, 3, "%02x", ((const uint8_t *)p)[i]);
-	json_t *v = json_pack("{s:s#}", "hex", hex, (int)(2 * n));
-	free(hex);
-	return v;
-}
-
-static json_t *jint(int64_t v)
-{
-	char s[32];
-	if (v >= -SAFE_INT_MAX && v <= SAFE_INT_MAX)
-		return json_integer(v);
-	snprintf(s, sizeof s, "%" PRId64, v);
-	return json_string(s);
-}
-
-static json_t *juint(uint64_t v)
-{
-	char s[32];
-	if (v <= (uint64_t)SAFE_INT_MAX)
-		return json_integer((json_int_t)v);
-	snprintf(s, sizeof s, "%" PRIu64, v);
-	return json_string(s);
-}
-
-static json_t *jdouble(double d)
-{
-	if (isnan(d))
-		return json_string("nan");
-	if (isinf(d))
-		return json_string(d > 0 ? "inf" : "-inf");
-	return json_real(d);
-}
-
-static const char *const type_names[] = {NULL, "string", "int64", "double", "bool"};
+/* ---- the vectors' JSON form (proto/vectors/vector_json.c) ---------------- */
 
 /* The canonical JSON form of a decoded record. */
 static json_t *record_to_json(const ap_record_t *rec)
 {
-	json_t *fields = json_array();
 	ap_iter_t it;
 	ap_field_t f;
 	ap_iter_init(&it, rec);
 	while (ap_iter_next(&it, &f)) {
-		json_t *v;
 		ck_assert_int_ge(f.type, AP_T_STRING);
 		ck_assert_int_le(f.type, AP_T_BOOL);
-		switch (f.type) {
-		case AP_T_STRING:
-			v = jstr(f.v.s.ptr, f.v.s.len);
-			break;
-		case AP_T_INT64:
-			v = jint(f.v.i);
-			break;
-		case AP_T_DOUBLE:
-			v = jdouble(f.v.d);
-			break;
-		default:
-			v = json_boolean(f.v.b);
-			break;
-		}
-		json_array_append_new(fields, json_pack("{s:o,s:s,s:o}", "key", jstr(f.key, f.klen), "type",
-							type_names[f.type], "value", v));
 	}
-	return json_pack("{s:i,s:i,s:o,s:o,s:o,s:o}", "level", rec->level, "flags", rec->flags, "time_ns",
-			 juint(rec->time_ns), "dropped", juint(rec->dropped), "message", jstr(rec->msg, rec->msg_len),
-			 "fields", fields);
+	json_t *j = vector_record_json(rec);
+	ck_assert_ptr_nonnull(j);
+	return j;
 }
 
 /* Bytes of a JSON string or {"hex": ...}; the caller frees *out. */
@@ -955,7 +857,7 @@ START_TEST(writer_cuts_message_at_utf8_boundary)
 				      w.len - AP_HDR_SIZE);
 			ck_assert_uint_eq(w.flags, room < mlen ? AP_F_TRUNCATED : 0);
 			ck_assert_uint_eq(b[AP_HDR_SIZE + room], CANARY);
-			ck_assert(utf8_valid(b + AP_HDR_SIZE, want));
+			ck_assert(vector_utf8_valid(b + AP_HDR_SIZE, want));
 		}
 	}
 }
