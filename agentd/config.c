@@ -862,6 +862,15 @@ int config_defaults(struct config *c)
 }
 
 /* Parse text[0..len) (no NUL inside) over the defaults into *out. */
+static void parser_start(struct parser *p, struct config *c, const char *name, const char *text, size_t len)
+{
+	memset(p, 0, sizeof *p);
+	p->c = c;
+	p->name = name;
+	p->pos = text;
+	p->end = text + len;
+}
+
 static int parse_text(struct config *out, const char *text, size_t len, const char *name, char *err, size_t errlen)
 {
 	struct config tmp;
@@ -880,11 +889,7 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
 	}
 
 	/* Pass 1: where is inih's first syntax error? */
-	memset(&p, 0, sizeof(p));
-	p.c = &tmp;
-	p.name = name;
-	p.pos = text;
-	p.end = text + len;
+	parser_start(&p, &tmp, name, text, len);
 	p.first_pass = true;
 	r = ini_parse_stream(reader, &p, handler, &p);
 	if (r == -2) {
@@ -894,11 +899,7 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
 	}
 
 	/* Pass 2: the real one, stopping at that line at the latest. */
-	memset(&p, 0, sizeof(p));
-	p.c = &tmp;
-	p.name = name;
-	p.pos = text;
-	p.end = text + len;
+	parser_start(&p, &tmp, name, text, len);
 	p.stop_line = r > 0 ? (unsigned)r : 0;
 	p.msg = err;
 	p.msglen = errlen;
