@@ -475,6 +475,26 @@ def send_stream(sock_path, frames):
         s.sendall(b"".join(struct.pack("<I", len(fr)) + fr for fr in frames))
 
 
+def read_reply(s):
+    """The first line agentd's control socket answers on s, parsed."""
+    buf = b""
+    while b"\n" not in buf:
+        d = s.recv(1 << 16)
+        if not d:
+            break
+        buf += d
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
+def ctl_request(path, obj, timeout=10):
+    """One request on the control socket; the first reply line, parsed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout * SCALE)
+        s.connect(path)
+        s.sendall((json.dumps(obj) + "\n").encode())
+        return read_reply(s)
+
+
 def _need(path, what):
     if not os.access(path, os.X_OK):
         raise AssertionError(f"{what} not built: {path} (run make)")

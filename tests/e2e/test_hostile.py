@@ -73,21 +73,6 @@ def classify(f, max_bytes):
 
 # ---- talking to agentd ------------------------------------------------------------------
 
-def ctl_request(path, obj, timeout=10):
-    """One request on the control socket; the first reply line, parsed."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout * harness.SCALE)
-        s.connect(path)
-        s.sendall((json.dumps(obj) + "\n").encode())
-        buf = b""
-        while b"\n" not in buf:
-            d = s.recv(1 << 16)
-            if not d:
-                break
-            buf += d
-    return json.loads(buf.split(b"\n", 1)[0])
-
-
 def sockets_ready(a):
     """The harness waits for the ingest socket only; the stream and control sockets follow it."""
     wait_for(lambda: all(os.path.exists(p) for p in (a.stream, a.ctl)), 10,
@@ -103,7 +88,7 @@ def status(a):
                            timeout=30 * harness.SCALE)
         assert r.returncode == 0, f"agentctl status: {r.returncode} {r.stderr}"
         return json.loads(r.stdout)
-    j = ctl_request(a.ctl, {"cmd": "status"})
+    j = harness.ctl_request(a.ctl, {"cmd": "status"})
     assert j.get("ok") is True, j
     return j
 
@@ -559,13 +544,7 @@ def test_1000_control_connections_at_once(agentd, receiver, pg, workdir):
         socks = open_many(a.ctl, 1000, first=b'{"cmd":"status"}\n')
         answered = 0
         for s in socks:
-            buf = b""
-            while b"\n" not in buf:
-                d = s.recv(1 << 16)
-                if not d:
-                    break
-                buf += d
-            if json.loads(buf.split(b"\n", 1)[0]).get("ok") is True:
+            if harness.read_reply(s).get("ok") is True:
                 answered += 1
             s.close()
         assert answered == 1000

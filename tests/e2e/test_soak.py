@@ -40,18 +40,7 @@ def proc_status(pid):
 
 
 def ctl_status(a):
-    import socket
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(a.ctl)
-        s.sendall(b'{"cmd":"status"}\n')
-        buf = b""
-        while b"\n" not in buf:
-            d = s.recv(1 << 16)
-            if not d:
-                break
-            buf += d
-    return json.loads(buf.split(b"\n", 1)[0])
+    return harness.ctl_request(a.ctl, {"cmd": "status"}, timeout=30)
 
 
 def test_long_outage_at_rate_holds_memory_and_spool_bounds(agentd, receiver, pg, workdir):
